@@ -1,0 +1,302 @@
+"""``rlhf-desk``: the GUI with no subcommand, and the same jobs headless for scripts and tests.
+
+Every command takes ``--workspace DIR`` and ``--json`` before or after its name. With ``--json``
+the last line on stdout is one JSON object with the result. Errors exit non-zero with one line
+on stderr, never a traceback (set RLHF_DESK_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+
+# No network, ever: set before transformers / huggingface_hub are imported anywhere.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit status 1."""
+
+
+# -- output helpers -----------------------------------------------------------------------
+
+class Output:
+    def __init__(self, as_json: bool):
+        self.as_json = as_json
+
+    def info(self, text: str) -> None:
+        """Human-readable lines; with --json they go to stderr so stdout stays parseable."""
+        print(text, file=sys.stderr if self.as_json else sys.stdout, flush=True)
+
+    def result(self, data: dict, text: str) -> None:
+        if self.as_json:
+            print(json.dumps(data, ensure_ascii=False), flush=True)
+        else:
+            print(text, flush=True)
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._shown = False
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, event: Any) -> None:
+        from .core.events import Log, Progress
+        if isinstance(event, Log):
+            self.close()
+            print(event.message, file=sys.stderr, flush=True)
+            return
+        if not isinstance(event, Progress):
+            return
+        now = time.monotonic()
+        final = event.total and event.done >= event.total
+        if now - self._last < 0.1 and not final:
+            return
+        self._last = now
+        if event.total:
+            filled = int(30 * event.done / event.total)
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {event.done}/{event.total}"
+        else:
+            bar = f"[{event.done}]"
+        rate = event.extra.get("tokens_per_s")
+        line = f"{bar} {event.message}" + (f" ({rate:.0f} tok/s)" if rate else "")
+        if self.tty:
+            print("\r" + line[:120].ljust(120), end="", file=sys.stderr, flush=True)
+            self._shown = True
+        elif final or now - getattr(self, "_printed", 0) > 5:
+            self._printed = now
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._shown:
+            print(file=sys.stderr, flush=True)
+            self._shown = False
+
+
+# -- commands -----------------------------------------------------------------------------
+
+def _open_store(args: argparse.Namespace):
+    from .core.store import Store
+    from .core.workspace import Workspace, resolve_workspace_dir
+    workspace = Workspace.open(resolve_workspace_dir(args.workspace))
+    return workspace, Store(workspace.db_path)
+
+
+def cmd_gui(args: argparse.Namespace, out: Output) -> int:
+    from .core.workspace import Workspace, resolve_workspace_dir
+    from .gui.app import run_gui
+    workspace = Workspace.open(resolve_workspace_dir(args.workspace))
+    return run_gui(workspace, model=getattr(args, "model", None))
+
+
+def cmd_demo(args: argparse.Namespace, out: Output) -> int:
+    from .core.workspace import Workspace, default_demo_dir
+    from .ml.demo import ensure_demo_workspace
+    workspace = Workspace.open(args.workspace or default_demo_dir())
+    bar = ProgressBar()
+    out.info(f"Demo workspace: {workspace.root}")
+    info = ensure_demo_workspace(workspace, emit=bar)
+    bar.close()
+    data = {"workspace": str(workspace.root), "model": info.model_path, "built": info.built,
+            "build_seconds": round(info.seconds, 1), "prompts_added": info.prompts_added}
+    if args.no_gui:
+        out.result(data, f"Demo model ready at {info.model_path}"
+                         + (f" (built in {info.seconds:.0f} s)" if info.built else " (cached)"))
+        return 0
+    from .gui.app import run_gui
+    return run_gui(workspace, model=info.model_path)
+
+
+def cmd_import(args: argparse.Namespace, out: Output) -> int:
+    from .core.importing import import_file
+    _, store = _open_store(args)
+    with store:
+        report = import_file(store, args.file)
+    for problem in report.problems[:50]:
+        out.info(f"  skipped {problem}")
+    if len(report.problems) > 50:
+        out.info(f"  … and {len(report.problems) - 50} more malformed rows")
+    out.result(report.to_dict(), report.summary())
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace, out: Output) -> int:
+    from .core.config import SamplingConfig
+    from .ml.model_loader import load_model
+    from .ml.pair_job import generate_pending_pairs
+    cfg = SamplingConfig(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                         max_new_tokens=args.max_new_tokens,
+                         repetition_penalty=args.repetition_penalty, batch_size=args.batch_size)
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    _, store = _open_store(args)
+    with store:
+        if not store.prompts_without_pairs(1):
+            raise CliError("every prompt already has a pair; import more prompts first")
+        bar = ProgressBar()
+        lm = load_model(args.model, device=args.device, dtype=args.dtype,
+                        trust_remote_code=args.trust_remote_code, emit=bar)
+        bar.close()
+        run_id = store.create_run("generate", {"model": lm.path, "device": lm.device.label(),
+                                               "sampling": cfg.to_dict(), "pairs": args.pairs,
+                                               "seed": args.seed})
+        try:
+            report = generate_pending_pairs(store, lm, cfg, limit=args.pairs, seed=args.seed,
+                                            run_id=run_id, emit=bar)
+        except BaseException as exc:
+            store.finish_run(run_id, "failed", error=str(exc) or type(exc).__name__)
+            raise
+        store.finish_run(run_id, "completed")
+        store.add_metrics(run_id, [(0, "generate/tokens_per_s", report.tokens_per_s),
+                                   (0, "generate/pairs", report.pairs)])
+        bar.close()
+    data = {"run_id": run_id, **report.to_dict()}
+    out.result(data, f"Generated {report.pairs} pairs ({report.tokens_per_s:.1f} tokens/s"
+                     + (f", {report.identical} identical pairs flagged" if report.identical else "")
+                     + ")")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, out: Output) -> int:
+    workspace, store = _open_store(args)
+    with store:
+        stats = store.stats()
+    stats["workspace"] = str(workspace.root)
+    c = stats["by_choice"]
+    text = (f"Workspace {workspace.root}\n"
+            f"  prompts      {stats['prompts']} ({stats['prompts_without_pairs']} without a pair)\n"
+            f"  generations  {stats['generations']}\n"
+            f"  comparisons  {stats['comparisons']} ({stats['pending']} waiting to be judged)\n"
+            f"  judgments    a {c['a']} · b {c['b']} · tie {c['tie']} · both bad {c['both_bad']}"
+            f" · skip {c['skip']}\n"
+            f"  runs         {sum(sum(s.values()) for s in stats['runs'].values())}")
+    out.result(stats, text)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, out: Output) -> int:
+    from .core.exports import JudgedPair, write_trl_jsonl
+    _, store = _open_store(args)
+    with store:
+        rows = [JudgedPair(r["prompt"], r["chosen"], r["rejected"],
+                           json.loads(r["prompt_messages"]) if r["prompt_messages"] else None)
+                for r in store.judged_pairs()]
+        by_choice = store.stats()["by_choice"]
+    written = write_trl_jsonl(rows, args.out)
+    left_out = {k: by_choice[k] for k in ("tie", "both_bad", "skip")}
+    data = {"file": str(args.out), "format": args.format, "pairs": written, "left_out": left_out}
+    out.result(data, f"Wrote {written} pairs to {args.out} (left out: {left_out['tie']} ties, "
+                     f"{left_out['both_bad']} both bad, {left_out['skip']} skipped)")
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------
+
+def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
+    # Sub-parsers use SUPPRESS so a value given before the subcommand is not reset after it.
+    default: Any = None if top else argparse.SUPPRESS
+    parser.add_argument("--workspace", metavar="DIR", default=default,
+                        help="workspace folder (default: $RLHF_DESK_WORKSPACE or the per-user one)")
+    parser.add_argument("--json", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="print the result as one JSON object on the last line of stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .core.config import SamplingConfig
+    parser = argparse.ArgumentParser(
+        prog="rlhf-desk", description="RLHF Desk: judge paired generations, train reward "
+        "models and PPO policies on your own machine. With no command, opens the app.")
+    parser.add_argument("--version", action="version", version=f"rlhf-desk {__version__}")
+    parser.add_argument("--model", help="(GUI) model folder to load on start")
+    _add_common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        _add_common(p, top=False)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("gui", cmd_gui, "open the app (the default)")
+    p.add_argument("--model", help="model folder to load on start")
+    p = command("demo", cmd_demo, "create the demo workspace (small model, sample prompts) and open it")
+    p.add_argument("--no-gui", action="store_true", help="only build the demo workspace")
+    p = command("import", cmd_import, "import prompts (.txt/.jsonl/.csv) or preference pairs")
+    p.add_argument("file")
+
+    p = command("generate", cmd_generate, "generate pairs for prompts that have none yet")
+    defaults = SamplingConfig()
+    p.add_argument("--model", required=True, help="model folder (config, weights, tokenizer)")
+    p.add_argument("--pairs", type=int, default=16, help="how many pairs (default 16)")
+    p.add_argument("--temperature", type=float, default=defaults.temperature)
+    p.add_argument("--top-p", type=float, default=defaults.top_p)
+    p.add_argument("--top-k", type=int, default=defaults.top_k, help="0 = off (default)")
+    p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    p.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: random, recorded)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--dtype", default="auto", help="auto | bfloat16 | float16 | float32")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the model folder's own Python code to run (off by default)")
+
+    command("stats", cmd_stats, "counts of prompts, generations, judgments and runs")
+    p = command("export", cmd_export, "export judged pairs")
+    p.add_argument("--format", choices=["trl"], default="trl",
+                   help="trl: prompt/chosen/rejected JSONL (ties, skips, both-bad left out)")
+    p.add_argument("out", metavar="OUT.jsonl")
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from .core.store import StoreError
+    from .core.workspace import WorkspaceError
+    errors: list[type[BaseException]] = [CliError, StoreError, WorkspaceError, OSError]
+    try:
+        from .core.formats import FormatError
+        errors.append(FormatError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Output(bool(args.json))
+    func = getattr(args, "func", cmd_gui)
+    try:
+        return func(args, out)
+    except KeyboardInterrupt:
+        print("rlhf-desk: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns failures into a line
+        if os.environ.get("RLHF_DESK_DEBUG"):
+            raise
+        from .core.events import Cancelled
+        if isinstance(exc, Cancelled):
+            print("rlhf-desk: cancelled", file=sys.stderr)
+            return 130
+        known = isinstance(exc, _known_errors()) or type(exc).__name__ in (
+            "ModelLoadError", "ModelFolderError")
+        message = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}"
+        print(f"rlhf-desk: error: {message}".splitlines()[0], file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""The store's schema as a list of forward migrations.
+
+``PRAGMA user_version`` holds how many migrations a database has had. Opening a database runs
+the missing ones in order, each in its own transaction; a database written by a newer RLHF Desk
+(higher version than we know) is refused rather than guessed at. Never edit a migration that
+has shipped: append a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the annotation loop and the run/metric tables the training jobs write to.
+    """
+    CREATE TABLE prompts (
+        id INTEGER PRIMARY KEY,
+        text TEXT NOT NULL UNIQUE,
+        messages TEXT,                          -- JSON chat messages, when imported as such
+        source TEXT NOT NULL DEFAULT 'manual',  -- manual | file name it was imported from
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,                     -- generate | reward | ppo | eval
+        config TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL,                   -- running | completed | failed | cancelled
+        error TEXT,
+        artifact TEXT,
+        parent_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+        created_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE TABLE generations (
+        id INTEGER PRIMARY KEY,
+        prompt_id INTEGER NOT NULL REFERENCES prompts(id) ON DELETE CASCADE,
+        text TEXT NOT NULL,
+        model TEXT NOT NULL,                    -- model folder, or 'imported'
+        adapter TEXT,                           -- adapter folder that produced it, if any
+        source TEXT NOT NULL DEFAULT 'generated',  -- generated | imported
+        sampling TEXT,                          -- JSON SamplingConfig
+        seed INTEGER,                           -- torch seed of the generate() batch
+        batch_row INTEGER,                      -- row in that batch (reproduces the sample)
+        prompt_tokens INTEGER,
+        completion_tokens INTEGER,
+        finished INTEGER,                       -- 1 when the response ended with EOS
+        run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX generations_prompt ON generations(prompt_id);
+    CREATE TABLE comparisons (
+        id INTEGER PRIMARY KEY,
+        prompt_id INTEGER NOT NULL REFERENCES prompts(id) ON DELETE CASCADE,
+        generation_a_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+        generation_b_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+        left_generation_id INTEGER NOT NULL
+            CHECK (left_generation_id IN (generation_a_id, generation_b_id)),
+        choice TEXT CHECK (choice IN ('a', 'b', 'tie', 'both_bad', 'skip')),  -- NULL = pending
+        note TEXT,
+        seconds REAL,
+        flag TEXT,                              -- 'identical' when resampling could not differ
+        source TEXT NOT NULL DEFAULT 'generated',
+        created_at TEXT NOT NULL,
+        judged_at TEXT
+    );
+    CREATE INDEX comparisons_prompt ON comparisons(prompt_id);
+    CREATE INDEX comparisons_choice ON comparisons(choice, id);
+    CREATE TABLE metrics (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value REAL,
+        time REAL NOT NULL
+    );
+    CREATE INDEX metrics_run ON metrics(run_id, name, step);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,432 @@
+"""The SQLite store: every read and write of ``rlhf.db`` goes through this class.
+
+One ``Store`` per thread (SQLite connections are not shared across threads); WAL mode lets the
+UI thread read and judge while a generation worker writes pairs from its own connection.
+Writes are short transactions; ``synchronous=FULL`` makes each commit durable before the call
+returns, so a judgment that returned is a judgment kept, even across a power cut.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import sqlite_utils
+
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+CHOICES = ("a", "b", "tie", "both_bad", "skip")
+
+
+class StoreError(Exception):
+    """A store operation that cannot be done as asked (the message says why)."""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class GenerationIn:
+    """One response to be stored (either sampled here or imported from a file)."""
+
+    text: str
+    model: str
+    source: str = "generated"
+    adapter: str | None = None
+    sampling: dict | None = None
+    seed: int | None = None
+    batch_row: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finished: bool | None = None
+    run_id: int | None = None
+
+
+@dataclass(frozen=True)
+class PairView:
+    """A comparison as the annotator sees it: left and right, already in display order."""
+
+    comparison_id: int
+    prompt_id: int
+    prompt: str
+    messages: list | None
+    left: dict
+    right: dict
+    left_is_a: bool
+    choice: str | None
+    note: str | None
+    flag: str | None
+
+    def choice_for_side(self, side: str) -> str:
+        """Map what the annotator pressed (left/right/tie/…) to the stored a/b choice."""
+        if side == "left":
+            return "a" if self.left_is_a else "b"
+        if side == "right":
+            return "b" if self.left_is_a else "a"
+        if side in CHOICES:
+            return side
+        raise StoreError(f"unknown choice {side!r}")
+
+
+@dataclass(frozen=True)
+class AddedPrompts:
+    added: int
+    duplicates: int
+    ids: list[int]
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=30)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from None
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)
+        try:
+            self._configure()
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{self.path} is not a usable RLHF Desk database: {exc}") from None
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _configure(self) -> None:
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=30000")
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer RLHF Desk (schema {version}, this version "
+                f"knows up to {SCHEMA_VERSION}); upgrade the app to open it")
+        conn = self.db.conn
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            # executescript commits any open transaction first, so the BEGIN/COMMIT pair makes
+            # each migration all-or-nothing, version bump included.
+            try:
+                conn.executescript(
+                    f"BEGIN;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;")
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict]:
+        return list(self.db.query(sql, list(params)))
+
+    def _one(self, sql: str, params: Iterable[Any] = ()) -> dict | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    # -- prompts ---------------------------------------------------------------------------
+
+    def add_prompts(self, prompts: Iterable[str | tuple[str, list | None]],
+                    source: str = "manual") -> AddedPrompts:
+        """Add prompts in one transaction; texts already present (or repeated) are counted."""
+        added, duplicates, ids = 0, 0, []
+        created = now_iso()
+        with self.db.atomic():
+            for item in prompts:
+                text, messages = (item, None) if isinstance(item, str) else item
+                text = text.strip()
+                if not text:
+                    raise StoreError("a prompt cannot be empty")
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO prompts (text, messages, source, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    [text, json.dumps(messages) if messages else None, source, created])
+                if cursor.rowcount:
+                    added += 1
+                    ids.append(cursor.lastrowid)
+                else:
+                    duplicates += 1
+        return AddedPrompts(added, duplicates, ids)
+
+    def add_prompt(self, text: str, source: str = "manual") -> int:
+        result = self.add_prompts([text], source)
+        if not result.added:
+            raise StoreError("that prompt is already in the workspace")
+        return result.ids[0]
+
+    def update_prompt(self, prompt_id: int, text: str) -> None:
+        text = text.strip()
+        if not text:
+            raise StoreError("a prompt cannot be empty")
+        try:
+            with self.db.atomic():
+                cursor = self.db.execute(
+                    "UPDATE prompts SET text = ?, messages = NULL WHERE id = ?", [text, prompt_id])
+        except sqlite3.IntegrityError:
+            raise StoreError("another prompt already has that text") from None
+        if not cursor.rowcount:
+            raise StoreError(f"prompt {prompt_id} does not exist")
+
+    def delete_prompts(self, prompt_ids: Iterable[int]) -> int:
+        """Delete prompts with their generations and comparisons (the caller confirms first)."""
+        ids = list(prompt_ids)
+        with self.db.atomic():
+            for pid in ids:
+                self.db.execute("DELETE FROM comparisons WHERE prompt_id = ?", [pid])
+                self.db.execute("DELETE FROM generations WHERE prompt_id = ?", [pid])
+                self.db.execute("DELETE FROM prompts WHERE id = ?", [pid])
+        return len(ids)
+
+    def get_prompt(self, prompt_id: int) -> dict | None:
+        return self._one("SELECT * FROM prompts WHERE id = ?", [prompt_id])
+
+    def list_prompts(self) -> list[dict]:
+        """Every prompt with how many pairs it has and how many of them are judged."""
+        return self._rows(
+            "SELECT p.id, p.text, p.source, p.created_at, "
+            "  COUNT(c.id) AS pairs, COUNT(c.choice) AS judged "
+            "FROM prompts p LEFT JOIN comparisons c ON c.prompt_id = p.id "
+            "GROUP BY p.id ORDER BY p.id")
+
+    def prompt_judgment_count(self, prompt_ids: Iterable[int]) -> int:
+        ids = list(prompt_ids)
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        return self.db.execute(
+            f"SELECT COUNT(*) FROM comparisons WHERE choice IS NOT NULL AND prompt_id IN ({marks})",
+            ids).fetchone()[0]
+
+    def prompts_without_pairs(self, limit: int, exclude: Iterable[int] = ()) -> list[dict]:
+        """The oldest prompts that have no comparison yet: the next ones to generate for."""
+        excluded = list(exclude)
+        marks = ",".join("?" * len(excluded))
+        not_in = f"AND p.id NOT IN ({marks})" if excluded else ""
+        rows = self._rows(
+            "SELECT p.id, p.text, p.messages FROM prompts p "
+            "WHERE NOT EXISTS (SELECT 1 FROM comparisons c WHERE c.prompt_id = p.id) "
+            f"{not_in} ORDER BY p.id LIMIT ?", [*excluded, limit])
+        for row in rows:
+            row["messages"] = json.loads(row["messages"]) if row["messages"] else None
+        return rows
+
+    # -- pairs and judgments -------------------------------------------------------------
+
+    def _insert_generation(self, prompt_id: int, gen: GenerationIn, created: str) -> int:
+        cursor = self.db.execute(
+            "INSERT INTO generations (prompt_id, text, model, adapter, source, sampling, seed, "
+            "batch_row, prompt_tokens, completion_tokens, finished, run_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [prompt_id, gen.text, gen.model, gen.adapter, gen.source,
+             json.dumps(gen.sampling) if gen.sampling is not None else None, gen.seed,
+             gen.batch_row, gen.prompt_tokens, gen.completion_tokens,
+             None if gen.finished is None else int(gen.finished), gen.run_id, created])
+        return cursor.lastrowid
+
+    def add_pairs(self, pairs: Iterable[tuple[int, GenerationIn, GenerationIn]], *,
+                  rng: random.Random | None = None, flags: Iterable[str | None] | None = None,
+                  choice: str | None = None, source: str = "generated") -> list[int]:
+        """Store pairs (prompt id, response a, response b) in one transaction.
+
+        Which response is shown on the left is drawn here, per pair, and stored, so position
+        bias cannot leak into the data. Returns the new comparison ids.
+        """
+        rng = rng or random.Random()
+        pairs = list(pairs)
+        flag_list = list(flags) if flags is not None else [None] * len(pairs)
+        if choice is not None and choice not in CHOICES:
+            raise StoreError(f"unknown choice {choice!r}")
+        created = now_iso()
+        ids = []
+        with self.db.atomic():
+            for (prompt_id, gen_a, gen_b), flag in zip(pairs, flag_list, strict=True):
+                a_id = self._insert_generation(prompt_id, gen_a, created)
+                b_id = self._insert_generation(prompt_id, gen_b, created)
+                left = a_id if rng.random() < 0.5 else b_id
+                cursor = self.db.execute(
+                    "INSERT INTO comparisons (prompt_id, generation_a_id, generation_b_id, "
+                    "left_generation_id, choice, flag, source, created_at, judged_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [prompt_id, a_id, b_id, left, choice, flag, source, created,
+                     created if choice else None])
+                ids.append(cursor.lastrowid)
+        return ids
+
+    def get_pair(self, comparison_id: int) -> PairView | None:
+        row = self._one(
+            "SELECT c.*, p.text AS prompt_text, p.messages AS prompt_messages "
+            "FROM comparisons c JOIN prompts p ON p.id = c.prompt_id WHERE c.id = ?",
+            [comparison_id])
+        if row is None:
+            return None
+        gens = {g["id"]: g for g in self._rows(
+            "SELECT * FROM generations WHERE id IN (?, ?)",
+            [row["generation_a_id"], row["generation_b_id"]])}
+        left_is_a = row["left_generation_id"] == row["generation_a_id"]
+        a, b = gens[row["generation_a_id"]], gens[row["generation_b_id"]]
+        return PairView(
+            comparison_id=row["id"], prompt_id=row["prompt_id"], prompt=row["prompt_text"],
+            messages=json.loads(row["prompt_messages"]) if row["prompt_messages"] else None,
+            left=a if left_is_a else b, right=b if left_is_a else a, left_is_a=left_is_a,
+            choice=row["choice"], note=row["note"], flag=row["flag"])
+
+    def next_pending(self, exclude: Iterable[int] = ()) -> PairView | None:
+        """The oldest pair nobody has judged yet (optionally skipping some ids)."""
+        excluded = list(exclude)
+        not_in = f"AND id NOT IN ({','.join('?' * len(excluded))})" if excluded else ""
+        row = self._one(
+            f"SELECT id FROM comparisons WHERE choice IS NULL {not_in} ORDER BY id LIMIT 1",
+            excluded)
+        return self.get_pair(row["id"]) if row else None
+
+    def pending_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM comparisons WHERE choice IS NULL").fetchone()[0]
+
+    def judge(self, comparison_id: int, choice: str, *, note: str | None = None,
+              seconds: float | None = None) -> None:
+        """Record a judgment; committed (and synced) when this returns."""
+        if choice not in CHOICES:
+            raise StoreError(f"unknown choice {choice!r}; expected one of {', '.join(CHOICES)}")
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "UPDATE comparisons SET choice = ?, note = ?, seconds = ?, judged_at = ? "
+                "WHERE id = ? AND choice IS NULL",
+                [choice, note or None, seconds, now_iso(), comparison_id])
+        if not cursor.rowcount:
+            raise StoreError(f"comparison {comparison_id} does not exist or is already judged")
+
+    def unjudge(self, comparison_id: int) -> PairView:
+        """Undo a judgment: the pair becomes pending again and is returned for display."""
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "UPDATE comparisons SET choice = NULL, seconds = NULL, judged_at = NULL "
+                "WHERE id = ? AND choice IS NOT NULL", [comparison_id])
+        if not cursor.rowcount:
+            raise StoreError(f"comparison {comparison_id} has no judgment to undo")
+        return self.get_pair(comparison_id)
+
+    def last_judged_id(self) -> int | None:
+        row = self._one("SELECT id FROM comparisons WHERE choice IS NOT NULL AND source = 'generated' "
+                        "ORDER BY judged_at DESC, id DESC LIMIT 1")
+        return row["id"] if row else None
+
+    def judged_pairs(self) -> Iterator[dict]:
+        """Pairs with a winner, as prompt / chosen / rejected (ties, skips, both-bad left out)."""
+        yield from self.db.query(
+            "SELECT c.id, p.text AS prompt, p.messages AS prompt_messages, "
+            "  CASE c.choice WHEN 'a' THEN ga.text ELSE gb.text END AS chosen, "
+            "  CASE c.choice WHEN 'a' THEN gb.text ELSE ga.text END AS rejected "
+            "FROM comparisons c JOIN prompts p ON p.id = c.prompt_id "
+            "JOIN generations ga ON ga.id = c.generation_a_id "
+            "JOIN generations gb ON gb.id = c.generation_b_id "
+            "WHERE c.choice IN ('a', 'b') ORDER BY c.id")
+
+    def has_pair(self, prompt_id: int, text_a: str, text_b: str) -> bool:
+        """Whether this prompt already has a comparison between exactly these two texts."""
+        return self.db.execute(
+            "SELECT 1 FROM comparisons c JOIN generations ga ON ga.id = c.generation_a_id "
+            "JOIN generations gb ON gb.id = c.generation_b_id WHERE c.prompt_id = ? AND "
+            "((ga.text = ? AND gb.text = ?) OR (ga.text = ? AND gb.text = ?)) LIMIT 1",
+            [prompt_id, text_a, text_b, text_b, text_a]).fetchone() is not None
+
+    # -- statistics ------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        count = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
+        by_choice = {c: 0 for c in CHOICES}
+        for row in self._rows("SELECT choice, COUNT(*) AS n FROM comparisons "
+                              "WHERE choice IS NOT NULL GROUP BY choice"):
+            by_choice[row["choice"]] = row["n"]
+        sides = self._one(
+            "SELECT SUM(CASE WHEN (choice = 'a') = (left_generation_id = generation_a_id) "
+            "  THEN 1 ELSE 0 END) AS left, "
+            "SUM(CASE WHEN (choice = 'a') != (left_generation_id = generation_a_id) "
+            "  THEN 1 ELSE 0 END) AS right "
+            "FROM comparisons WHERE choice IN ('a', 'b') AND source = 'generated'")
+        runs: dict[str, dict[str, int]] = {}
+        for row in self._rows("SELECT kind, status, COUNT(*) AS n FROM runs GROUP BY kind, status"):
+            runs.setdefault(row["kind"], {})[row["status"]] = row["n"]
+        return {
+            "prompts": count("SELECT COUNT(*) FROM prompts"),
+            "prompts_without_pairs": count(
+                "SELECT COUNT(*) FROM prompts p WHERE NOT EXISTS "
+                "(SELECT 1 FROM comparisons c WHERE c.prompt_id = p.id)"),
+            "generations": count("SELECT COUNT(*) FROM generations"),
+            "comparisons": count("SELECT COUNT(*) FROM comparisons"),
+            "pending": count("SELECT COUNT(*) FROM comparisons WHERE choice IS NULL"),
+            "judged": sum(by_choice.values()),
+            "by_choice": by_choice,
+            "left_wins": sides["left"] or 0,
+            "right_wins": sides["right"] or 0,
+            "runs": runs,
+        }
+
+    # -- runs and metrics ------------------------------------------------------------------
+
+    def create_run(self, kind: str, config: dict, parent_run_id: int | None = None) -> int:
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "INSERT INTO runs (kind, config, status, parent_run_id, created_at) "
+                "VALUES (?, ?, 'running', ?, ?)",
+                [kind, json.dumps(config), parent_run_id, now_iso()])
+        return cursor.lastrowid
+
+    def finish_run(self, run_id: int, status: str, *, error: str | None = None,
+                   artifact: str | None = None) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE runs SET status = ?, error = ?, artifact = COALESCE(?, artifact), "
+                "finished_at = ? WHERE id = ?", [status, error, artifact, now_iso(), run_id])
+
+    def mark_interrupted_runs(self) -> int:
+        """Runs still 'running' when the app starts were cut off by a crash or a kill."""
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "UPDATE runs SET status = 'failed', error = 'interrupted: the app stopped before "
+                "the run finished', finished_at = ? WHERE status = 'running'", [now_iso()])
+        return cursor.rowcount
+
+    def get_run(self, run_id: int) -> dict | None:
+        row = self._one("SELECT * FROM runs WHERE id = ?", [run_id])
+        if row:
+            row["config"] = json.loads(row["config"])
+        return row
+
+    def list_runs(self) -> list[dict]:
+        rows = self._rows("SELECT * FROM runs ORDER BY id")
+        for row in rows:
+            row["config"] = json.loads(row["config"])
+        return rows
+
+    def add_metrics(self, run_id: int, points: Iterable[tuple[int, str, float]]) -> None:
+        stamp = time.time()
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT INTO metrics (run_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, step, name, float(value), stamp) for step, name, value in points])
+
+    def metrics(self, run_id: int, name: str | None = None) -> list[dict]:
+        if name is None:
+            return self._rows("SELECT step, name, value FROM metrics WHERE run_id = ? "
+                              "ORDER BY name, step", [run_id])
+        return self._rows("SELECT step, name, value FROM metrics WHERE run_id = ? AND name = ? "
+                          "ORDER BY step", [run_id, name])

@@ -1,0 +1,86 @@
+"""A settings form generated from a config dataclass: one row per field, help as tooltip.
+
+Adding an option to a config in ``core/config.py`` adds it here with no GUI code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox,
+                               QWidget)
+
+
+def _label(f) -> str:
+    return f.metadata.get("label") or f.name.replace("_", " ").capitalize()
+
+
+class ConfigForm(QWidget):
+    changed = Signal()
+
+    def __init__(self, config: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._type = type(config)
+        self._editors: dict[str, QWidget] = {}
+        layout = QFormLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        for f in fields(config):
+            editor = self._editor_for(f, getattr(config, f.name))
+            editor.setToolTip(f.metadata.get("help", ""))
+            editor.setObjectName(f"field_{f.name}")
+            self._editors[f.name] = editor
+            layout.addRow(_label(f), editor)
+
+    def _editor_for(self, f, value: Any) -> QWidget:
+        meta = f.metadata
+        if meta.get("choices"):
+            box = QComboBox()
+            box.addItems([str(c) for c in meta["choices"]])
+            box.setCurrentText(str(value))
+            box.currentTextChanged.connect(self.changed)
+            return box
+        if isinstance(value, bool):
+            check = QCheckBox()
+            check.setChecked(value)
+            check.toggled.connect(self.changed)
+            return check
+        if isinstance(value, int):
+            spin = QSpinBox()
+            spin.setRange(int(meta.get("min") or 0), int(meta.get("max") or 10**9))
+            spin.setSingleStep(int(meta.get("step") or 1))
+            spin.setValue(value)
+            spin.valueChanged.connect(self.changed)
+            return spin
+        spin = QDoubleSpinBox()
+        spin.setDecimals(2 if (meta.get("step") or 0.01) >= 0.01 else 4)
+        spin.setRange(float(meta.get("min") or 0.0), float(meta.get("max") or 1e9))
+        spin.setSingleStep(float(meta.get("step") or 0.1))
+        spin.setValue(float(value))
+        spin.valueChanged.connect(self.changed)
+        return spin
+
+    def value(self) -> Any:
+        values = {}
+        for name, editor in self._editors.items():
+            if isinstance(editor, QComboBox):
+                values[name] = editor.currentText()
+            elif isinstance(editor, QCheckBox):
+                values[name] = editor.isChecked()
+            else:
+                values[name] = editor.value()
+        return self._type(**values)
+
+    def set_value(self, config: Any) -> None:
+        for f in fields(config):
+            editor, value = self._editors[f.name], getattr(config, f.name)
+            editor.blockSignals(True)
+            if isinstance(editor, QComboBox):
+                editor.setCurrentText(str(value))
+            elif isinstance(editor, QCheckBox):
+                editor.setChecked(bool(value))
+            else:
+                editor.setValue(value)
+            editor.blockSignals(False)
+        self.changed.emit()

@@ -1,0 +1,118 @@
+"""Run an ``ml``/``core`` job off the UI thread and turn its events into Qt signals.
+
+A job is any ``fn(emit, stop) -> result``. ``Job`` moves a small runner object onto its own
+QThread (napari/superqt style); the runner calls ``fn`` and reports through signals, which Qt
+delivers on the UI thread. Failures arrive as one readable sentence, never a traceback dialog.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from ..core.events import Cancelled, StopToken
+
+log = logging.getLogger(__name__)
+
+JobFn = Callable[[Callable[[Any], None], StopToken], Any]
+
+
+def friendly_error(exc: BaseException) -> str:
+    """One sentence for the user; our own error types already carry one."""
+    text = str(exc).strip()
+    if type(exc).__name__ in {"ModelLoadError", "ModelFolderError", "StoreError", "FormatError",
+                              "WorkspaceError", "ValueError"} and text:
+        return text.splitlines()[0]
+    if "out of memory" in text.lower():
+        return ("The device ran out of memory. Try a smaller batch size, fewer new tokens, "
+                "a smaller dtype, or a smaller model.")
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else 'unexpected error'}"
+
+
+class _Runner(QObject):
+    event = Signal(object)
+    succeeded = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, fn: JobFn, stop: StopToken):
+        super().__init__()
+        self._fn, self._stop = fn, stop
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            result = self._fn(self.event.emit, self._stop)
+        except Cancelled:
+            self.cancelled.emit()
+        except Exception as exc:  # noqa: BLE001 - reported to the UI as a message
+            log.error("job failed:\n%s", traceback.format_exc())
+            self.failed.emit(friendly_error(exc))
+        else:
+            if self._stop.requested:
+                self.cancelled.emit()
+            else:
+                self.succeeded.emit(result)
+
+
+class Job(QObject):
+    """One background job. Connect to the signals, then ``start()``; ``cancel()`` asks it to stop."""
+
+    event = Signal(object)       # core.events.Progress / Log / Metric
+    succeeded = Signal(object)   # the function's return value
+    failed = Signal(str)         # a one-line message
+    cancelled = Signal()
+    finished = Signal()          # after any of the three above
+
+    def __init__(self, fn: JobFn, parent: QObject | None = None, name: str = "job"):
+        super().__init__(parent)
+        self.name = name
+        self.stop_token = StopToken()
+        self._thread = QThread()
+        self._thread.setObjectName(name)
+        self._runner = _Runner(fn, self.stop_token)
+        self._runner.moveToThread(self._thread)
+        self._thread.started.connect(self._runner.run)
+        self._runner.event.connect(self.event)
+        self._runner.succeeded.connect(self._on_succeeded)
+        self._runner.failed.connect(self._on_failed)
+        self._runner.cancelled.connect(self._on_cancelled)
+        self._running = False
+
+    def start(self) -> None:
+        self._running = True
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def cancel(self) -> None:
+        self.stop_token.stop()
+
+    def wait(self, msecs: int = 30000) -> bool:
+        return self._thread.wait(msecs)
+
+    def _end(self) -> None:
+        # The runner has returned; let the thread's event loop end before anyone reuses it.
+        self._thread.quit()
+        self._thread.wait()
+        self._running = False
+
+    def _on_succeeded(self, result: object) -> None:
+        self._end()
+        self.succeeded.emit(result)
+        self.finished.emit()
+
+    def _on_failed(self, message: str) -> None:
+        self._end()
+        self.failed.emit(message)
+        self.finished.emit()
+
+    def _on_cancelled(self) -> None:
+        self._end()
+        self.cancelled.emit()
+        self.finished.emit()

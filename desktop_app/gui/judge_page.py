@@ -1,0 +1,221 @@
+"""The annotation loop: show the next pending pair, record the judgment, move on.
+
+Each judgment is committed to SQLite (``Store.judge`` returns only after the commit) before
+the next pair is shown. Undo walks back this session's judgments one at a time.
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QInputDialog, QLabel, QMessageBox,
+                               QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from ..core.store import PairView, Store, StoreError
+from .compare_view import CompareView
+from .config_form import ConfigForm
+from .pair_queue import PairQueue
+
+
+class JudgePage(QWidget):
+    judged = Signal()   # after every stored or undone judgment (main window refreshes counts)
+
+    def __init__(self, store: Store, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.store = store
+        self.queue = PairQueue(store, self)
+        self.current: PairView | None = None
+        self.shown_at = 0.0
+        self.pending_note: str | None = None
+        self.undo_stack: list[int] = []
+        self.session_judged = 0
+
+        self.view = CompareView()
+        self.view.chosen.connect(self.judge)
+        self.view.undo_requested.connect(self.undo)
+        self.view.note_requested.connect(self.edit_note)
+
+        layout = QHBoxLayout(self)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self._build_side_panel())
+
+        self.queue.status_changed.connect(self.gen_status.setText)
+        self.queue.progress.connect(self._on_progress)
+        self.queue.pairs_added.connect(self._on_pairs_added)
+        self.queue.failed.connect(self._on_generation_failed)
+        self.refresh()
+
+    def _build_side_panel(self) -> QWidget:
+        panel = QGroupBox("Generation")
+        panel.setFixedWidth(270)
+        self.model_label = QLabel("No model loaded")
+        self.model_label.setWordWrap(True)
+        self.model_label.setObjectName("modelLabel")
+        self.form = ConfigForm(self.queue.cfg)
+        self.form.changed.connect(lambda: self.queue.set_config(self.form.value()))
+        self.target_spin = QSpinBox()
+        self.target_spin.setRange(1, 256)
+        self.target_spin.setValue(self.queue.target)
+        self.target_spin.setToolTip("How many generated pairs to keep waiting ahead of you.")
+        self.target_spin.valueChanged.connect(self.queue.set_target)
+        self.pause_button = QPushButton("Pause generation")
+        self.pause_button.setCheckable(True)
+        self.pause_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.pause_button.toggled.connect(self._on_pause)
+        self.gen_progress = QProgressBar()
+        self.gen_progress.setTextVisible(True)
+        self.gen_progress.setRange(0, 1)
+        self.gen_progress.setValue(0)
+        self.gen_progress.setFormat("idle")
+        self.gen_status = QLabel(self.queue.last_status)
+        self.gen_status.setWordWrap(True)
+        self.gen_status.setObjectName("genStatus")
+
+        v = QVBoxLayout(panel)
+        v.addWidget(self.model_label)
+        v.addWidget(self.form)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Keep ready"))
+        row.addWidget(self.target_spin)
+        row.addWidget(QLabel("pairs"))
+        v.addLayout(row)
+        v.addWidget(self.pause_button)
+        v.addWidget(self.gen_progress)
+        v.addWidget(self.gen_status)
+        v.addStretch(1)
+        return panel
+
+    # -- model -----------------------------------------------------------------------------
+
+    def set_model(self, lm) -> None:
+        self.model_label.setText(f"<b>{lm.info.name}</b><br>{lm.device.label()} · "
+                                 f"{lm.info.n_params / 1e6:,.1f} M parameters")
+        self.queue.set_model(lm)
+        self.refresh()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Show the next pending pair if nothing is on screen; update the progress line."""
+        if self.current is None:
+            self._show(self.store.next_pending())
+        self._update_status()
+
+    def _show(self, pair: PairView | None) -> None:
+        self.current = pair
+        self.pending_note = pair.note if pair else None
+        if pair is None:
+            self.view.show_empty(self._empty_message())
+            return
+        banner = ""
+        if pair.flag == "identical":
+            banner = ("These two responses are identical (resampling did not change that). "
+                      "Judge them as a tie, or skip.")
+        self.view.show_pair(pair.prompt, pair.left, pair.right, banner=banner, note=pair.note)
+        self.shown_at = time.monotonic()
+
+    def _empty_message(self) -> str:
+        if self.queue.lm is None:
+            return ("No pairs are waiting.\n\nLoad a model on the Models page and "
+                    "pairs will be generated here.")
+        if self.queue.busy:
+            return "Generating the next pairs…"
+        if not self.store.prompts_without_pairs(1):
+            return ("Every prompt has been judged or is waiting.\n\n"
+                    "Add or import prompts on the Prompts page to keep going.")
+        return "Waiting for pairs…"
+
+    def prompts_changed(self) -> None:
+        """Prompts were added, edited or deleted: drop a pair that no longer exists, top up."""
+        if self.current is not None and self.store.get_pair(self.current.comparison_id) is None:
+            self.current = None
+        self.undo_stack = [i for i in self.undo_stack if self.store.get_pair(i) is not None]
+        self.refresh()
+        self.queue.top_up()
+
+    def judge(self, side: str) -> None:
+        pair = self.current
+        if pair is None:
+            return
+        try:
+            self.store.judge(pair.comparison_id, pair.choice_for_side(side),
+                             note=self.pending_note, seconds=time.monotonic() - self.shown_at)
+        except StoreError as exc:
+            # e.g. the pair was deleted with its prompt meanwhile: say so and move on.
+            QMessageBox.warning(self, "Judgment not saved", str(exc))
+            self.current = None
+            self.refresh()
+            return
+        self.undo_stack.append(pair.comparison_id)
+        self.session_judged += 1
+        self._show(self.store.next_pending())
+        self._update_status()
+        self.judged.emit()
+        self.queue.top_up()
+
+    def undo(self) -> None:
+        if not self.undo_stack:
+            self.gen_status.setText("Nothing to undo in this session.")
+            return
+        comparison_id = self.undo_stack.pop()
+        try:
+            pair = self.store.unjudge(comparison_id)
+        except StoreError as exc:
+            QMessageBox.warning(self, "Cannot undo", str(exc))
+            return
+        self.session_judged -= 1
+        self._show(pair)
+        self._update_status()
+        self.judged.emit()
+
+    def edit_note(self) -> None:
+        if self.current is None:
+            return
+        text, ok = QInputDialog.getMultiLineText(
+            self, "Note for this judgment",
+            "Why is one better? Saved with the judgment you make next.", self.pending_note or "")
+        if ok:
+            self.pending_note = text.strip() or None
+            self.view.set_note(self.pending_note)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def _update_status(self) -> None:
+        stats = self.store.stats()
+        decided = stats["left_wins"] + stats["right_wins"] + stats["by_choice"]["tie"]
+
+        def share(n: int) -> str:
+            return f"{100 * n / decided:.0f}%" if decided else "–"
+
+        self.view.set_status(
+            f"This session: {self.session_judged} judged   ·   Total: {stats['judged']} judged   ·"
+            f"   Queue: {stats['pending']} ready   ·   Left {share(stats['left_wins'])}"
+            f"   Right {share(stats['right_wins'])}   Tie {share(stats['by_choice']['tie'])}")
+
+    def _on_progress(self, done: int, total: int) -> None:
+        if total:
+            self.gen_progress.setRange(0, total)
+            self.gen_progress.setValue(done)
+            self.gen_progress.setFormat(f"%v / %m pairs")
+        else:
+            self.gen_progress.setRange(0, 1)
+            self.gen_progress.setValue(0)
+            self.gen_progress.setFormat("idle")
+
+    def _on_pairs_added(self, count: int) -> None:
+        self.refresh()
+
+    def _on_generation_failed(self, message: str) -> None:
+        self.pause_button.blockSignals(True)
+        self.pause_button.setChecked(True)
+        self.pause_button.setText("Resume generation")
+        self.pause_button.blockSignals(False)
+        if self.current is None:
+            self.view.show_empty(f"Generation stopped:\n{message}")
+
+    def _on_pause(self, paused: bool) -> None:
+        self.pause_button.setText("Resume generation" if paused else "Pause generation")
+        self.queue.set_paused(paused)
+        if self.current is None:
+            self.view.show_empty(self._empty_message())

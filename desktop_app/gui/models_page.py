@@ -1,0 +1,263 @@
+"""Models: pick a model from the local Hugging Face cache or a folder, see what it needs, load it.
+
+Inspecting a folder reads only its config and weight headers, so it is done on selection;
+discovery and loading run as background jobs. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog,
+                               QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+                               QProgressBar, QPushButton, QTreeWidget, QTreeWidgetItem,
+                               QVBoxLayout, QWidget)
+
+from ..core.events import Progress
+from ..core.workspace import Workspace
+from .jobs import Job
+
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+DTYPES = ["auto", "bfloat16", "float16", "float32"]
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+class ModelsPage(QWidget):
+    model_loaded = Signal(object)   # ml.model_loader.LoadedModel
+
+    def __init__(self, workspace: Workspace, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.workspace = workspace
+        self.info = None
+        self.load_job: Job | None = None
+        self.scan_job: Job | None = None
+        self.loaded_path: str | None = None
+
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["Model", "Source", "Folder"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.tree.header().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.tree.currentItemChanged.connect(lambda item, _: item and self.select_path(
+            item.data(0, Qt.ItemDataRole.UserRole)))
+
+        open_button = QPushButton("Open model folder…")
+        open_button.clicked.connect(self.open_folder_dialog)
+        add_button = QPushButton("Add folder to scan…")
+        add_button.clicked.connect(self.add_scan_folder_dialog)
+        rescan_button = QPushButton("Rescan")
+        rescan_button.clicked.connect(self.rescan)
+        self.scan_label = QLabel("")
+        top = QHBoxLayout()
+        for w in (open_button, add_button, rescan_button):
+            top.addWidget(w)
+        top.addWidget(self.scan_label, 1)
+
+        self.details = QLabel("Select a model to see what it needs.")
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.device_box = QComboBox()
+        self.device_box.addItems(DEVICES)
+        self.dtype_box = QComboBox()
+        self.dtype_box.addItems(DTYPES)
+        self.device_box.currentTextChanged.connect(lambda _: self._show_details())
+        self.dtype_box.currentTextChanged.connect(lambda _: self._show_details())
+        self.trust_box = QCheckBox("Allow this model's own Python code to run (trust_remote_code)")
+        self.trust_box.setEnabled(False)
+        self.load_button = QPushButton("Load model")
+        self.load_button.setEnabled(False)
+        self.load_button.clicked.connect(self.load_selected)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(lambda: self.load_job and self.load_job.cancel())
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setObjectName("modelMessage")
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        box = QGroupBox("Selected model")
+        form = QFormLayout(box)
+        form.addRow(self.details)
+        form.addRow("Device", self.device_box)
+        form.addRow("Precision", self.dtype_box)
+        form.addRow(self.trust_box)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.load_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.progress, 1)
+        form.addRow(buttons)
+        form.addRow(self.message)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.tree, 1)
+        layout.addWidget(box)
+        self.rescan()
+
+    # -- discovery -------------------------------------------------------------------------
+
+    def scan_folders(self) -> list[str]:
+        folders = list(self.workspace.load_settings().get("model_folders", []))
+        if self.workspace.models_dir.is_dir():
+            folders.insert(0, str(self.workspace.models_dir))
+        return folders
+
+    def rescan(self) -> None:
+        from ..ml.model_discovery import discover_models
+        if self.scan_job is not None and self.scan_job.running:
+            return
+        folders = self.scan_folders()
+        self.scan_label.setText("Scanning the Hugging Face cache and your folders…")
+        self.scan_job = Job(lambda emit, stop: discover_models(folders), self, name="scan")
+        self.scan_job.succeeded.connect(self._fill_tree)
+        self.scan_job.failed.connect(self.scan_label.setText)
+        self.scan_job.start()
+
+    def _fill_tree(self, entries) -> None:
+        selected = self.info.path if self.info else None
+        self.tree.clear()
+        for entry in entries:
+            item = QTreeWidgetItem([entry.name, entry.source, entry.path])
+            item.setData(0, Qt.ItemDataRole.UserRole, entry.path)
+            self.tree.addTopLevelItem(item)
+            if selected and Path(entry.path) == Path(selected):
+                self.tree.setCurrentItem(item)
+        self.scan_label.setText(f"{len(entries)} models found" if entries else
+                                "No models found: open a model folder, or add a folder to scan.")
+
+    def add_scan_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder that holds model folders")
+        if folder:
+            settings = self.workspace.load_settings()
+            folders = settings.setdefault("model_folders", [])
+            if folder not in folders:
+                folders.append(folder)
+                self.workspace.save_settings(settings)
+            self.rescan()
+
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model folder (config.json, weights, tokenizer)")
+        if folder:
+            self.select_path(folder)
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def select_path(self, path: str | None) -> None:
+        from ..ml.model_inspect import ModelFolderError, inspect_model_folder
+        if not path:
+            return
+        self.info = None
+        self.message.setText("")
+        trusted = path in self.workspace.load_settings().get("trusted_models", [])
+        try:
+            self.info = inspect_model_folder(path, trust_remote_code=trusted)
+        except ModelFolderError as exc:
+            needs_code = "remote code" in str(exc)
+            self.trust_box.setEnabled(needs_code)
+            self.trust_box.setChecked(False)
+            self._pending_path = path
+            self.details.setText(f"<b>{Path(path).name}</b><br>{path}")
+            self._error(str(exc))
+            self.load_button.setEnabled(needs_code)
+            return
+        self._pending_path = path
+        self.trust_box.setEnabled(self.info.needs_remote_code)
+        self.trust_box.setChecked(trusted)
+        self.load_button.setEnabled(True)
+        self._show_details()
+
+    def _show_details(self) -> None:
+        from ..ml.device import pick_device
+        if self.info is None:
+            return
+        info = self.info
+        try:
+            choice = pick_device(self.device_box.currentText(), self.dtype_box.currentText())
+            need = f"about {_gib(info.memory_bytes(choice.dtype))} on {choice.label()}"
+            self.load_button.setEnabled(True)
+        except ValueError as exc:
+            need = f"<span style='color:#b00020'>{exc}</span>"
+            self.load_button.setEnabled(False)
+        self.details.setText(
+            f"<b>{info.name}</b> — {info.architecture} ({info.model_type})<br>"
+            f"{info.n_params / 1e6:,.1f} M parameters · weights stored as "
+            f"{info.weights_dtype or 'unknown'} · chat template: "
+            f"{'yes' if info.has_chat_template else 'no (raw prompt)'}<br>"
+            f"Memory needed: {need}<br><span style='color:#666'>{info.path}</span>")
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load_selected(self) -> None:
+        path = getattr(self, "_pending_path", None)
+        if not path or (self.load_job is not None and self.load_job.running):
+            return
+        trust = self.trust_box.isEnabled() and self.trust_box.isChecked()
+        if trust:
+            settings = self.workspace.load_settings()
+            trusted = settings.setdefault("trusted_models", [])
+            if path not in trusted:
+                trusted.append(path)
+                self.workspace.save_settings(settings)
+        self.load_path(path, self.device_box.currentText(), self.dtype_box.currentText(), trust)
+
+    def load_path(self, path: str, device: str = "auto", dtype: str = "auto",
+                  trust_remote_code: bool = False) -> None:
+        from ..ml.model_loader import load_model
+
+        def work(emit, stop):
+            return load_model(path, device=device, dtype=dtype,
+                              trust_remote_code=trust_remote_code, emit=emit, stop=stop)
+
+        self.load_job = Job(work, self, name="load-model")
+        self.load_job.event.connect(self._on_load_event)
+        self.load_job.succeeded.connect(self._on_loaded)
+        self.load_job.failed.connect(self._on_load_failed)
+        self.load_job.cancelled.connect(lambda: self._load_ended("Loading cancelled."))
+        self.load_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.message.setStyleSheet("")
+        self.message.setText(f"Loading {Path(path).name}…")
+        self.progress.setRange(0, 0)
+        self.load_job.start()
+
+    def _on_load_event(self, event) -> None:
+        if isinstance(event, Progress):
+            if event.total:
+                self.progress.setRange(0, event.total)
+                self.progress.setValue(event.done)
+            self.progress.setFormat(event.message)
+            self.message.setText(event.message)
+
+    def _on_loaded(self, lm) -> None:
+        self.loaded_path = lm.path
+        settings = self.workspace.load_settings()
+        settings["last_model"] = lm.path
+        self.workspace.save_settings(settings)
+        self._load_ended(f"Loaded {lm.info.name} on {lm.device.label()}.")
+        self.model_loaded.emit(lm)
+
+    def _on_load_failed(self, message: str) -> None:
+        self._load_ended("")
+        self._error(message)
+
+    def _load_ended(self, text: str) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.cancel_button.setEnabled(False)
+        self.load_button.setEnabled(True)
+        self.message.setStyleSheet("")
+        self.message.setText(text)
+
+    def _error(self, text: str) -> None:
+        self.message.setStyleSheet("color: #b00020;")
+        self.message.setText(text)

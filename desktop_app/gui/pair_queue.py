@@ -1,0 +1,142 @@
+"""Keeps a queue of generated pairs ahead of the annotator.
+
+The queue itself is the set of pending comparisons in the store, so it survives restarts and
+the next pair is one indexed query away. Whenever fewer than ``target`` pairs are waiting, a
+background job samples one more batch for the prompts that have none yet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from ..core.config import SamplingConfig
+from ..core.events import Progress
+from ..core.store import Store
+from .jobs import Job
+
+
+class PairQueue(QObject):
+    status_changed = Signal(str)
+    progress = Signal(int, int)    # done, total of the batch in progress (0, 0 = idle)
+    pairs_added = Signal(int)
+    failed = Signal(str)
+
+    def __init__(self, store: Store, parent: QObject | None = None):
+        super().__init__(parent)
+        self.store = store           # the UI thread's connection, for counts only
+        self.db_path: Path = store.path
+        self.lm = None
+        self.cfg = SamplingConfig()
+        self.target = 8
+        self.paused = False
+        self.job: Job | None = None
+        self.run_id: int | None = None
+        self.tokens_per_s = 0.0
+        self.last_status = "No model loaded: open one on the Models page."
+
+    # -- control ---------------------------------------------------------------------------
+
+    def set_model(self, lm) -> None:
+        self._finish_run("completed")
+        self.lm = lm
+        self.run_id = self.store.create_run("generate", {
+            "model": lm.path, "adapter": lm.adapter, "device": lm.device.label(),
+            "sampling": self.cfg.to_dict(), "source": "gui"})
+        self.paused = False
+        self.top_up()
+
+    def set_config(self, cfg: SamplingConfig) -> None:
+        self.cfg = cfg
+
+    def set_target(self, target: int) -> None:
+        self.target = max(1, target)
+        self.top_up()
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if paused:
+            self._set_status("Generation paused.")
+        else:
+            self.top_up()
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def top_up(self) -> None:
+        """Start one more batch if the queue is short and nothing is running."""
+        if self.busy or self.paused:
+            return
+        if self.lm is None:
+            self._set_status("No model loaded: open one on the Models page.")
+            return
+        pending = self.store.pending_count()
+        if pending >= self.target:
+            self._set_status(self._rate_text(f"{pending} pairs ready."))
+            return
+        if not self.store.prompts_without_pairs(1):
+            self._set_status("Every prompt has a pair: add or import prompts to generate more.")
+            return
+        self._start_batch(self.cfg.batch_size)
+
+    def shutdown(self, wait_ms: int = 60000) -> None:
+        """Stop after the current batch (its pairs are kept) and close the run."""
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+            self.job.wait(wait_ms)
+        self._finish_run("completed")
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _start_batch(self, limit: int) -> None:
+        from ..ml.pair_job import generate_pending_pairs
+        lm, cfg, run_id, db_path = self.lm, self.cfg, self.run_id, self.db_path
+
+        def work(emit, stop):
+            with Store(db_path) as store:
+                return generate_pending_pairs(store, lm, cfg, limit=limit, run_id=run_id,
+                                              emit=emit, stop=stop)
+
+        self.job = Job(work, self, name="generate-pairs")
+        self.job.event.connect(self._on_event)
+        self.job.succeeded.connect(self._on_done)
+        self.job.failed.connect(self._on_failed)
+        self.job.finished.connect(lambda: self.progress.emit(0, 0))
+        self._set_status(self._rate_text(f"Generating {limit} pairs…"))
+        self.progress.emit(0, limit)
+        self.job.start()
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, Progress):
+            self.tokens_per_s = event.extra.get("tokens_per_s", self.tokens_per_s)
+            self.progress.emit(event.done, event.total)
+
+    def _on_done(self, report) -> None:
+        if report.pairs:
+            self.tokens_per_s = report.tokens_per_s
+            if self.run_id is not None:
+                self.store.add_metrics(self.run_id, [(0, "generate/tokens_per_s",
+                                                      report.tokens_per_s)])
+        self.pairs_added.emit(report.pairs)
+        # Queued, so the finished job is fully torn down before the next one starts.
+        QTimer.singleShot(0, self.top_up)
+
+    def _on_failed(self, message: str) -> None:
+        # Pause instead of retrying in a loop; the user can fix settings and resume.
+        self.paused = True
+        self._set_status(f"Generation stopped: {message}")
+        self.failed.emit(message)
+
+    def _finish_run(self, status: str) -> None:
+        if self.run_id is not None:
+            self.store.finish_run(self.run_id, status)
+            self.run_id = None
+
+    def _rate_text(self, text: str) -> str:
+        return f"{text}  {self.tokens_per_s:.0f} tokens/s" if self.tokens_per_s else text
+
+    def _set_status(self, text: str) -> None:
+        self.last_status = text
+        self.status_changed.emit(text)
