@@ -32,7 +32,7 @@ bench: setup
 
 # Re-renders docs/comparison-view.png from the demo workspace (offscreen).
 screenshot: setup
-	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/../packaging/screenshot.py docs/comparison-view.png
+	QT_QPA_PLATFORM=offscreen $(BIN)/python docs/make_screenshot.py docs/comparison-view.png
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

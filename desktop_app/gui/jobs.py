@@ -45,6 +45,14 @@ class _Runner(QObject):
     @Slot()
     def run(self) -> None:
         try:
+            self._run()
+        finally:
+            # End the thread's event loop from inside it, so Job.wait() returns even while
+            # the UI thread is blocked in it (the queued result signals arrive afterwards).
+            QThread.currentThread().quit()
+
+    def _run(self) -> None:
+        try:
             result = self._fn(self.event.emit, self._stop)
         except Cancelled:
             self.cancelled.emit()
