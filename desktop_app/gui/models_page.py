@@ -131,7 +131,8 @@ class ModelsPage(QWidget):
             self.tree.addTopLevelItem(item)
             if selected and Path(entry.path) == Path(selected):
                 self.tree.setCurrentItem(item)
-        self.scan_label.setText(f"{len(entries)} model{"s" if len(entries) != 1 else ""} found" if entries else
+        plural = "" if len(entries) == 1 else "s"
+        self.scan_label.setText(f"{len(entries)} model{plural} found" if entries else
                                 "No models found: open a model folder, or add a folder to scan.")
 
     def add_scan_folder_dialog(self) -> None:
