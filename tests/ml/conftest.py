@@ -1,0 +1,102 @@
+"""Tiny models built once per test session from a few lines of text: no downloads, ever."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+# Before transformers or huggingface_hub are imported anywhere: a test that tried to reach the
+# hub would fail instead of downloading.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from desktop_app.ml.model_loader import load_model  # noqa: E402
+from desktop_app.ml.tiny_models import build_tiny_model, train_tokenizer  # noqa: E402
+
+# Few threads: the models are tiny, and the test machines may have two cores.
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test that made it."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a test tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+CORPUS = [
+    "The cat sat on the mat and looked at the rain.",
+    "A dog ran in the park, chasing a red ball.",
+    "Hello there, how are you today?",
+    "Paris is the capital of France.",
+    "Water boils at one hundred degrees.",
+    "Please write a short poem about the sea.",
+    "Two plus two is four, and three plus three is six.",
+] * 3
+
+
+@pytest.fixture(scope="session")
+def corpus() -> list[str]:
+    return list(CORPUS)
+
+
+@pytest.fixture(scope="session")
+def plain_tokenizer():
+    """Has a pad token, no chat template."""
+    return train_tokenizer(CORPUS, vocab_size=320)
+
+
+@pytest.fixture(scope="session")
+def chat_tokenizer():
+    """Has a chat template and no pad token: the harder case for the loader."""
+    return train_tokenizer(CORPUS, vocab_size=320, chat_template=True, pad_token=False)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def gpt2_dir(models_dir, plain_tokenizer) -> Path:
+    path = models_dir / "tiny-gpt2"
+    build_tiny_model("gpt2", plain_tokenizer, path, hidden=32, heads=2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def gpt2_nopad_dir(models_dir, corpus) -> Path:
+    path = models_dir / "tiny-gpt2-nopad"
+    build_tiny_model("gpt2", train_tokenizer(corpus, vocab_size=320, pad_token=False), path,
+                     hidden=32, heads=2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def llama_chat_dir(models_dir, chat_tokenizer) -> Path:
+    path = models_dir / "tiny-llama-chat"
+    build_tiny_model("llama", chat_tokenizer, path, hidden=32, heads=2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def gpt2_lm(gpt2_dir):
+    return load_model(gpt2_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def llama_lm(llama_chat_dir):
+    return load_model(llama_chat_dir, device="cpu")
+
+
+@pytest.fixture(params=["gpt2", "llama"])
+def any_lm(request, gpt2_lm, llama_lm):
+    """Each test that takes this runs on GPT-2 (plain text) and Llama (chat template)."""
+    return {"gpt2": gpt2_lm, "llama": llama_lm}[request.param]
