@@ -85,9 +85,25 @@ def encode_prompt(tokenizer, prompt: PromptInput) -> list[int]:
     return list(tokenizer(text, add_special_tokens=not templated)["input_ids"])
 
 
+class _StopRequested:
+    """A generate() stopping criterion that ends every row once the stop token is set, so a
+    cancel does not wait for a long batch to finish (the partial batch is then discarded)."""
+
+    def __init__(self, stop: StopToken):
+        self.stop = stop
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.stop.requested, dtype=torch.bool,
+                          device=input_ids.device)
+
+
 def generate_tokens(lm: LoadedModel, prompt_ids: list[list[int]], n_per_prompt: int,
-                    cfg: SamplingConfig, seed: int) -> GeneratedTokens:
-    """One batched ``model.generate`` call: ``n_per_prompt`` sampled rows for each prompt."""
+                    cfg: SamplingConfig, seed: int,
+                    stop: StopToken | None = None) -> GeneratedTokens:
+    """One batched ``model.generate`` call: ``n_per_prompt`` sampled rows for each prompt.
+
+    With ``stop``, a stop request cuts the call short: check ``stop.requested`` afterwards and
+    do not use a cut-short result as if it were complete."""
     model, tokenizer = lm.model, lm.tokenizer
     pad_id = tokenizer.pad_token_id
     eos_ids = lm.eos_token_ids
@@ -123,6 +139,7 @@ def generate_tokens(lm: LoadedModel, prompt_ids: list[list[int]], n_per_prompt: 
             max_new_tokens=cfg.max_new_tokens,
             pad_token_id=pad_id,
             eos_token_id=eos_ids or None,
+            stopping_criteria=[_StopRequested(stop)] if stop is not None else None,
         )
     # Inference tensors cannot enter autograd; PPO feeds these tokens to a trained policy.
     sequences = sequences.clone()
@@ -147,12 +164,13 @@ def generate_tokens(lm: LoadedModel, prompt_ids: list[list[int]], n_per_prompt: 
 
 
 def sample_batch(lm: LoadedModel, prompts: list[PromptInput], n_per_prompt: int,
-                 cfg: SamplingConfig, seed: int) -> list[list[Sample]]:
+                 cfg: SamplingConfig, seed: int,
+                 stop: StopToken | None = None) -> list[list[Sample]]:
     """``n_per_prompt`` decoded samples for each prompt, from a single generate call."""
     if not prompts:
         return []
     prompt_ids = [encode_prompt(lm.tokenizer, p) for p in prompts]
-    out = generate_tokens(lm, prompt_ids, n_per_prompt, cfg, seed)
+    out = generate_tokens(lm, prompt_ids, n_per_prompt, cfg, seed, stop)
 
     # One transfer to the CPU, then slicing and decoding in Python.
     rows = out.completions.tolist()
@@ -186,7 +204,9 @@ def generate_pairs(lm: LoadedModel, prompts: list[PromptInput], cfg: SamplingCon
         # 1. Two responses per prompt, all prompts of the batch in one call.
         batch_seed = derive_seed(seed, batch_index, 0)
         results = [_pair(p, s, attempts=1)
-                   for p, s in zip(batch, sample_batch(lm, batch, 2, cfg, batch_seed))]
+                   for p, s in zip(batch, sample_batch(lm, batch, 2, cfg, batch_seed, stop))]
+        if stop is not None and stop.requested:
+            return  # cut short mid-batch: these responses are incomplete, keep none of them
         tokens = sum(r.a.completion_tokens + r.b.completion_tokens for r in results)
 
         # 2. Identical pairs teach nothing; sample those prompts again with fresh seeds.
@@ -195,7 +215,9 @@ def generate_pairs(lm: LoadedModel, prompts: list[PromptInput], cfg: SamplingCon
             if not redo:
                 break
             retry_seed = derive_seed(seed, batch_index, attempt)
-            again = sample_batch(lm, [batch[i] for i in redo], 2, cfg, retry_seed)
+            again = sample_batch(lm, [batch[i] for i in redo], 2, cfg, retry_seed, stop)
+            if stop is not None and stop.requested:
+                return
             for i, samples in zip(redo, again):
                 results[i] = _pair(batch[i], samples, attempts=attempt + 1)
                 tokens += samples[0].completion_tokens + samples[1].completion_tokens

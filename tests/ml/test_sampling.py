@@ -229,8 +229,8 @@ def test_a_retry_that_differs_is_kept(gpt2_lm, monkeypatch):
     real = sampling.sample_batch
     calls = []
 
-    def first_call_identical(lm, prompts, n, settings, seed):
-        out = real(lm, prompts, n, settings, seed)
+    def first_call_identical(lm, prompts, n, settings, seed, stop=None):
+        out = real(lm, prompts, n, settings, seed, stop)
         calls.append([p.prompt_id for p in prompts])
         if len(calls) == 1:  # make the second prompt's pair identical
             out[1][1] = out[1][0]
@@ -280,3 +280,21 @@ def test_generated_tokens_can_enter_autograd(llama_lm):
     with torch.enable_grad():
         logits = torch.nn.functional.embedding(out.sequences, weight.detach().requires_grad_())
         logits.sum().backward()
+
+
+def test_stop_cuts_a_long_batch_short_and_keeps_none_of_it(gpt2_lm, monkeypatch):
+    """Cancel must not wait for max_new_tokens steps; the cut-short batch is discarded."""
+    stop = StopToken()
+    calls = []
+    forward = gpt2_lm.model.forward
+
+    def counting_forward(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            stop.stop()
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(gpt2_lm.model, "forward", counting_forward)
+    batches = list(generate_pairs(gpt2_lm, PROMPTS, cfg(max_new_tokens=200), seed=0, stop=stop))
+    assert batches == []
+    assert len(calls) < 10
