@@ -21,10 +21,36 @@ def create_app():
     return app
 
 
+def _log_to_workspace(workspace: Workspace) -> None:
+    """Full details (tracebacks included) go to a log file; the user sees one sentence."""
+    logs = workspace.root / "logs"
+    logs.mkdir(exist_ok=True)
+    handler = logging.FileHandler(logs / "rlhf-desk.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler, logging.StreamHandler()])
+
+
+def _install_excepthook(workspace: Workspace) -> None:
+    """An unexpected error in a slot becomes a message box, never a silent traceback."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from .jobs import friendly_error
+
+    def hook(exc_type, exc, tb):
+        logging.getLogger("rlhf-desk").error("unexpected error", exc_info=(exc_type, exc, tb))
+        QMessageBox.critical(None, "Something went wrong",
+                             f"{friendly_error(exc)}\n\nDetails are in "
+                             f"{workspace.root / 'logs' / 'rlhf-desk.log'}. Your judgments are "
+                             "saved; you can keep working.")
+
+    sys.excepthook = hook
+
+
 def run_gui(workspace: Workspace, model: str | None = None) -> int:
     """Open the main window; load ``model`` (or the workspace's last model) in the background."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _log_to_workspace(workspace)
     app = create_app()
+    _install_excepthook(workspace)
     from .main_window import MainWindow
     store = Store(workspace.db_path)
     store.mark_interrupted_runs()

@@ -298,3 +298,18 @@ def test_stop_cuts_a_long_batch_short_and_keeps_none_of_it(gpt2_lm, monkeypatch)
     batches = list(generate_pairs(gpt2_lm, PROMPTS, cfg(max_new_tokens=200), seed=0, stop=stop))
     assert batches == []
     assert len(calls) < 10
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "gpt_neox", "opt"])
+def test_pairs_from_other_architectures_loaded_from_disk(arch, corpus, tmp_path):
+    """Any causal LM transformers supports: the path from folder to stored pair is the same.
+    (GPT-2 and Llama are covered by every other test here.) No pad token on purpose."""
+    from desktop_app.ml.tiny_models import build_tiny_model, train_tokenizer
+    build_tiny_model(arch, train_tokenizer(corpus, vocab_size=300, pad_token=False),
+                     tmp_path / arch, hidden=32, heads=2)
+    lm = load_model(tmp_path / arch, device="cpu")
+    (batch,) = list(generate_pairs(lm, PROMPTS[:3], cfg(max_new_tokens=6, batch_size=4), seed=1))
+    assert len(batch) == 3
+    for pair in batch:
+        assert 1 <= pair.a.completion_tokens <= 6 and 1 <= pair.b.completion_tokens <= 6
+        assert pair.a.prompt_tokens == pair.b.prompt_tokens > 0
