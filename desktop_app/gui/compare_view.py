@@ -63,8 +63,10 @@ class TextPane(QFrame):
             self.browser.setPlainText(text)
         self.browser.verticalScrollBar().setValue(0)
 
-    def text(self) -> str:
-        return self.browser.toPlainText()
+    @property
+    def source_text(self) -> str:
+        """The text as given (before markdown rendering)."""
+        return self._text
 
 
 class CompareView(QWidget):
@@ -194,7 +196,7 @@ class CompareView(QWidget):
 
     def _rerender(self, markdown: bool) -> None:
         for pane in (self.prompt, self.left, self.right):
-            pane.set_text(pane._text, markdown)
+            pane.set_text(pane.source_text, markdown)
 
 
 def _footer(gen: dict) -> str:
