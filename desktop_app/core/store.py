@@ -340,6 +340,26 @@ class Store:
             "JOIN generations gb ON gb.id = c.generation_b_id "
             "WHERE c.choice IN ('a', 'b') ORDER BY c.id")
 
+    def preference_rows(self) -> list[dict]:
+        """Judgments a reward model can learn from: a winner (a/b) or a tie, oldest first.
+
+        Each row: comparison_id, prompt_id, prompt, prompt_messages (list or None), chosen,
+        rejected, tie (for a tie, chosen/rejected are simply a/b)."""
+        rows = self._rows(
+            "SELECT c.id AS comparison_id, c.prompt_id, p.text AS prompt, "
+            "  p.messages AS prompt_messages, c.choice = 'tie' AS tie, "
+            "  CASE c.choice WHEN 'b' THEN gb.text ELSE ga.text END AS chosen, "
+            "  CASE c.choice WHEN 'b' THEN ga.text ELSE gb.text END AS rejected "
+            "FROM comparisons c JOIN prompts p ON p.id = c.prompt_id "
+            "JOIN generations ga ON ga.id = c.generation_a_id "
+            "JOIN generations gb ON gb.id = c.generation_b_id "
+            "WHERE c.choice IN ('a', 'b', 'tie') ORDER BY c.id")
+        for row in rows:
+            row["prompt_messages"] = (json.loads(row["prompt_messages"])
+                                      if row["prompt_messages"] else None)
+            row["tie"] = bool(row["tie"])
+        return rows
+
     def has_pair(self, prompt_id: int, text_a: str, text_b: str) -> bool:
         """Whether this prompt already has a comparison between exactly these two texts."""
         return self.db.execute(
@@ -396,6 +416,28 @@ class Store:
             self.db.execute(
                 "UPDATE runs SET status = ?, error = ?, artifact = COALESCE(?, artifact), "
                 "finished_at = ? WHERE id = ?", [status, error, artifact, now_iso(), run_id])
+
+    def reopen_run(self, run_id: int) -> None:
+        """A resumed run is running again; metrics past its checkpoint are dropped by the caller."""
+        with self.db.atomic():
+            self.db.execute("UPDATE runs SET status = 'running', error = NULL, finished_at = NULL "
+                            "WHERE id = ?", [run_id])
+
+    def set_run_artifact(self, run_id: int, artifact: str) -> None:
+        with self.db.atomic():
+            self.db.execute("UPDATE runs SET artifact = ? WHERE id = ?", [artifact, run_id])
+
+    def delete_metrics_after(self, run_id: int, step: int) -> None:
+        with self.db.atomic():
+            self.db.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", [run_id, step])
+
+    def final_metrics(self, run_id: int) -> dict[str, float]:
+        """The last value of every metric of a run."""
+        rows = self._rows(
+            "SELECT m.name, m.value FROM metrics m JOIN (SELECT name, MAX(step) AS step "
+            "FROM metrics WHERE run_id = ? GROUP BY name) last "
+            "ON last.name = m.name AND last.step = m.step WHERE m.run_id = ?", [run_id, run_id])
+        return {r["name"]: r["value"] for r in rows}
 
     def mark_interrupted_runs(self) -> int:
         """Runs still 'running' when the app starts were cut off by a crash or a kill."""
