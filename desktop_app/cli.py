@@ -138,9 +138,7 @@ def cmd_generate(args: argparse.Namespace, out: Output) -> int:
     from .core.config import SamplingConfig
     from .ml.model_loader import load_model
     from .ml.pair_job import generate_pending_pairs
-    cfg = SamplingConfig(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                         max_new_tokens=args.max_new_tokens,
-                         repetition_penalty=args.repetition_penalty, batch_size=args.batch_size)
+    cfg = _config_from_args(SamplingConfig, args)
     try:
         cfg.validate()
     except ValueError as exc:
@@ -206,6 +204,126 @@ def cmd_export(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _stop_on_ctrl_c():
+    """First Ctrl+C asks the job to stop cleanly (checkpoint kept); a second one interrupts."""
+    import signal
+
+    from .core.events import StopToken
+    stop = StopToken()
+
+    def handler(signum, frame):
+        if stop.requested:
+            raise KeyboardInterrupt
+        print("\nStopping after this step (Ctrl+C again to abort)…", file=sys.stderr, flush=True)
+        stop.stop()
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (e.g. called from a test runner thread)
+        pass
+    return stop
+
+
+def cmd_train_reward(args: argparse.Namespace, out: Output) -> int:
+    from .core.config import RewardConfig
+    from .ml.reward_train import check_reward_data, train_reward_model
+    workspace, store = _open_store(args)
+    with store:
+        if args.resume is not None:
+            run = store.get_run(args.resume)
+            if run is None or run["kind"] != "reward":
+                raise CliError(f"run {args.resume} is not a reward-model run")
+            cfg = RewardConfig.from_dict(run["config"])
+            base = run["config"]["base_model"]
+        else:
+            if not args.model:
+                raise CliError("--model is required (or --resume RUN_ID)")
+            cfg = _config_from_args(RewardConfig, args)
+            try:
+                cfg.validate()
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+            base = args.model
+            counts = check_reward_data(store, cfg)
+            out.info(f"{counts['train_pairs']} training pairs, {counts['val_pairs']} validation "
+                     f"pairs ({counts['ties']} ties)")
+    bar = ProgressBar()
+    stop = _stop_on_ctrl_c()
+    result = train_reward_model(workspace, cfg, base_model=base, resume_run_id=args.resume,
+                                emit=bar, stop=stop)
+    bar.close()
+    data = {"run_id": result.run_id, "status": result.status, "step": result.step,
+            "total_steps": result.total_steps, "val_accuracy": result.val_accuracy,
+            "val_loss": result.val_loss, "samples_per_s": round(result.samples_per_s, 2),
+            "artifact": result.artifact, "error": result.error}
+    acc = f"{result.val_accuracy:.3f}" if result.val_accuracy is not None else "n/a"
+    out.result(data, f"Run {result.run_id} {result.status} at step {result.step}/"
+                     f"{result.total_steps}: validation accuracy {acc}, "
+                     f"{result.samples_per_s:.1f} pairs/s\nAdapter: {result.artifact}")
+    if result.status == "failed":
+        print(f"rlhf-desk: error: {result.error}", file=sys.stderr)
+        return 1
+    return 0 if result.status == "completed" else 130
+
+
+def cmd_runs(args: argparse.Namespace, out: Output) -> int:
+    _, store = _open_store(args)
+    with store:
+        if args.action == "show":
+            if args.run_id is None:
+                raise CliError("usage: rlhf-desk runs show RUN_ID")
+            run = store.get_run(args.run_id)
+            if run is None:
+                raise CliError(f"there is no run {args.run_id}")
+            run["final_metrics"] = store.final_metrics(args.run_id)
+            lines = [f"Run {run['id']} ({run['kind']}): {run['status']}",
+                     f"  started   {run['created_at']}", f"  finished  {run['finished_at'] or '-'}",
+                     f"  artifact  {run['artifact'] or '-'}"]
+            if run["error"]:
+                lines.append(f"  error     {run['error']}")
+            lines.append("  config")
+            lines += [f"    {k} = {v}" for k, v in sorted(run["config"].items())]
+            if run["final_metrics"]:
+                lines.append("  final metrics")
+                lines += [f"    {k} = {v:.4g}" for k, v in sorted(run["final_metrics"].items())]
+            out.result(run, "\n".join(lines))
+            return 0
+        if args.action is not None:
+            raise CliError(f"unknown runs action {args.action!r} (expected: show)")
+        runs = store.list_runs()
+        rows = [f"{r['id']:>4}  {r['kind']:<9} {r['status']:<10} {r['created_at'][:19]}  "
+                f"{r['artifact'] or ''}" for r in runs]
+        out.result({"runs": runs}, "\n".join(["  id  kind      status     started"
+                                               "              artifact"] + rows)
+                   if runs else "No runs yet.")
+    return 0
+
+
+def _add_config_options(parser: argparse.ArgumentParser, cls: type, skip: tuple = ()) -> None:
+    """One --option per config field, with its help text: a new field needs no CLI code."""
+    from dataclasses import MISSING, fields
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        kind = type(default)
+        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=None, help=help_text,
+                                choices=f.metadata.get("choices"))
+
+
+def _config_from_args(cls: type, args: argparse.Namespace):
+    from dataclasses import fields
+    given = {f.name: getattr(args, f.name) for f in fields(cls)
+             if getattr(args, f.name, None) is not None}
+    return cls(**given)
+
+
 # -- parser -------------------------------------------------------------------------------
 
 def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
@@ -241,20 +359,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
 
     p = command("generate", cmd_generate, "generate pairs for prompts that have none yet")
-    defaults = SamplingConfig()
     p.add_argument("--model", required=True, help="model folder (config, weights, tokenizer)")
     p.add_argument("--pairs", type=int, default=16, help="how many pairs (default 16)")
-    p.add_argument("--temperature", type=float, default=defaults.temperature)
-    p.add_argument("--top-p", type=float, default=defaults.top_p)
-    p.add_argument("--top-k", type=int, default=defaults.top_k, help="0 = off (default)")
-    p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    p.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    _add_config_options(p, SamplingConfig)
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, recorded)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--dtype", default="auto", help="auto | bfloat16 | float16 | float32")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow the model folder's own Python code to run (off by default)")
+
+    p = command("train-reward", cmd_train_reward,
+                "train a LoRA reward model (Bradley-Terry) on the workspace's judgments")
+    p.add_argument("--model", help="base model folder")
+    p.add_argument("--resume", type=int, metavar="RUN_ID",
+                   help="continue a cancelled or failed run from its last checkpoint")
+    from .core.config import RewardConfig
+    _add_config_options(p, RewardConfig)
+
+    p = command("runs", cmd_runs, "list runs, or `runs show RUN_ID` for one run's details")
+    p.add_argument("action", nargs="?", metavar="show", help="show one run")
+    p.add_argument("run_id", nargs="?", type=int, metavar="RUN_ID")
 
     command("stats", cmd_stats, "counts of prompts, generations, judgments and runs")
     p = command("export", cmd_export, "export judged pairs")
@@ -294,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             print("rlhf-desk: cancelled", file=sys.stderr)
             return 130
         known = isinstance(exc, _known_errors()) or type(exc).__name__ in (
-            "ModelLoadError", "ModelFolderError")
+            "ModelLoadError", "ModelFolderError", "RewardTrainingError")
         message = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}"
         print(f"rlhf-desk: error: {message}".splitlines()[0], file=sys.stderr)
         return 1

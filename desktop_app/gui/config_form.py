@@ -5,12 +5,13 @@ Adding an option to a config in ``core/config.py`` adds it here with no GUI code
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox,
-                               QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLineEdit,
+                               QSpinBox, QWidget)
 
 
 def _label(f) -> str:
@@ -41,6 +42,10 @@ class ConfigForm(QWidget):
             box.setCurrentText(str(value))
             box.currentTextChanged.connect(self.changed)
             return box
+        if isinstance(value, str):
+            line = QLineEdit(value)
+            line.editingFinished.connect(self.changed)
+            return line
         if isinstance(value, bool):
             check = QCheckBox()
             check.setChecked(value)
@@ -54,7 +59,9 @@ class ConfigForm(QWidget):
             spin.valueChanged.connect(self.changed)
             return spin
         spin = QDoubleSpinBox()
-        spin.setDecimals(2 if (meta.get("step") or 0.01) >= 0.01 else 4)
+        step = float(meta.get("step") or 0.01)
+        # Enough decimals to show one step (a learning rate of 2e-4 needs six).
+        spin.setDecimals(min(8, max(2, 1 - math.floor(math.log10(step)))))
         spin.setRange(float(meta.get("min") or 0.0), float(meta.get("max") or 1e9))
         spin.setSingleStep(float(meta.get("step") or 0.1))
         spin.setValue(float(value))
@@ -66,6 +73,8 @@ class ConfigForm(QWidget):
         for name, editor in self._editors.items():
             if isinstance(editor, QComboBox):
                 values[name] = editor.currentText()
+            elif isinstance(editor, QLineEdit):
+                values[name] = editor.text().strip()
             elif isinstance(editor, QCheckBox):
                 values[name] = editor.isChecked()
             else:
@@ -78,6 +87,8 @@ class ConfigForm(QWidget):
             editor.blockSignals(True)
             if isinstance(editor, QComboBox):
                 editor.setCurrentText(str(value))
+            elif isinstance(editor, QLineEdit):
+                editor.setText(str(value))
             elif isinstance(editor, QCheckBox):
                 editor.setChecked(bool(value))
             else:

@@ -60,10 +60,9 @@ class _Runner(QObject):
             log.error("job failed:\n%s", traceback.format_exc())
             self.failed.emit(friendly_error(exc))
         else:
-            if self._stop.requested:
-                self.cancelled.emit()
-            else:
-                self.succeeded.emit(result)
+            # A job that notices the stop token and returns (rather than raising Cancelled)
+            # has a result worth showing, e.g. "cancelled at step 40, checkpoint kept".
+            self.succeeded.emit(result)
 
 
 class Job(QObject):

@@ -206,6 +206,11 @@ class JudgePage(QWidget):
     def _on_pairs_added(self, count: int) -> None:
         self.refresh()
 
+    def set_generation_paused(self, paused: bool) -> None:
+        """Pause or resume generation as if the user pressed the button."""
+        if self.pause_button.isChecked() != paused:
+            self.pause_button.setChecked(paused)
+
     def _on_generation_failed(self, message: str) -> None:
         self.pause_button.blockSignals(True)
         self.pause_button.setChecked(True)

@@ -35,6 +35,7 @@ class PairQueue(QObject):
         self.run_id: int | None = None
         self.tokens_per_s = 0.0
         self.last_status = "No model loaded: open one on the Models page."
+        self.closed = False
 
     # -- control ---------------------------------------------------------------------------
 
@@ -67,7 +68,7 @@ class PairQueue(QObject):
 
     def top_up(self) -> None:
         """Start one more batch if the queue is short and nothing is running."""
-        if self.busy or self.paused:
+        if self.busy or self.paused or self.closed:
             return
         if self.lm is None:
             self._set_status("No model loaded: open one on the Models page.")
@@ -83,6 +84,7 @@ class PairQueue(QObject):
 
     def shutdown(self, wait_ms: int = 60000) -> None:
         """Stop after the current batch (its pairs are kept) and close the run."""
+        self.closed = True
         if self.job is not None and self.job.running:
             self.job.cancel()
             self.job.wait(wait_ms)

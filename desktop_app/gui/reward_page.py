@@ -1,0 +1,389 @@
+"""Reward model: configure, train in the background with live charts, then inspect.
+
+Training is ``ml.reward_train.train_reward_model`` on a Job thread; its Metric events feed the
+ChartBoard (redrawn on a timer) and its Progress events the progress line. Every metric is
+also stored by the job, so the run can be charted again later.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
+                               QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton,
+                               QScrollArea, QSlider, QSplitter, QTableWidget, QTableWidgetItem,
+                               QTabWidget, QVBoxLayout, QWidget)
+
+from ..core.config import RewardConfig
+from ..core.events import Log, Metric, Progress
+from ..core.store import Store
+from ..core.workspace import Workspace
+from .charts import ChartBoard
+from .config_form import ConfigForm
+from .jobs import Job
+
+CHARTS = [
+    ("Loss", [("train/loss", "train"), ("eval/loss", "validation")]),
+    ("Accuracy", [("train/accuracy", "train"), ("eval/accuracy", "validation")]),
+    ("Margin (r_chosen − r_rejected)", [("train/margin", "train"), ("eval/margin", "validation")]),
+    ("Learning rate", [("train/lr", "lr")]),
+]
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class RewardPage(QWidget):
+    training_started = Signal()
+    training_finished = Signal()
+
+    def __init__(self, workspace: Workspace, store: Store, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.workspace = workspace
+        self.store = store
+        self.base_model: str | None = workspace.load_settings().get("last_model")
+        self.job: Job | None = None
+        self.inspect_job: Job | None = None
+        self.last_result = None
+
+        # -- left: data, settings, actions ---------------------------------------------------
+        self.base_label = QLabel()
+        self.base_label.setWordWrap(True)
+        self.data_label = QLabel()
+        self.data_label.setWordWrap(True)
+        self.data_label.setObjectName("dataSummary")
+        self.form = ConfigForm(RewardConfig())
+        self.form.changed.connect(self.refresh_data_summary)
+        scroll = QScrollArea()
+        scroll.setWidget(self.form)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.train_button = QPushButton("Train reward model")
+        self.train_button.setObjectName("primary")
+        self.train_button.clicked.connect(lambda: self.start_training())
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the last cancelled or failed run from its checkpoint.")
+        self.resume_button.clicked.connect(self.resume_last)
+
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 0, 0)
+        lv.addWidget(self.base_label)
+        lv.addWidget(self.data_label)
+        lv.addWidget(scroll, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button, 2)
+        buttons.addWidget(self.resume_button, 1)
+        buttons.addWidget(self.cancel_button, 1)
+        lv.addLayout(buttons)
+        left.setMinimumWidth(300)
+        left.setMaximumWidth(380)
+
+        # -- right: progress + charts, and the inspector --------------------------------------
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.progress_label = QLabel("No training yet.")
+        self.progress_label.setWordWrap(True)
+        self.progress_label.setObjectName("progressLabel")
+        self.charts = ChartBoard(CHARTS)
+        self.smoothing = QSlider(Qt.Orientation.Horizontal)
+        self.smoothing.setRange(0, 95)
+        self.smoothing.setValue(60)
+        self.smoothing.setMaximumWidth(160)
+        self.smoothing.valueChanged.connect(lambda v: self.charts.set_smoothing(v / 100))
+        self.charts.set_smoothing(0.6)
+        top = QHBoxLayout()
+        top.addWidget(self.progress, 1)
+        top.addWidget(QLabel("Smoothing"))
+        top.addWidget(self.smoothing)
+        training = QWidget()
+        tv = QVBoxLayout(training)
+        tv.addLayout(top)
+        tv.addWidget(self.progress_label)
+        tv.addWidget(self.charts, 1)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(training, "Training")
+        self.tabs.addTab(self._build_inspector(), "Inspect")
+
+        split = QSplitter()
+        split.addWidget(left)
+        split.addWidget(self.tabs)
+        split.setStretchFactor(1, 1)
+        layout = QHBoxLayout(self)
+        layout.addWidget(split)
+        self.set_base_model(self.base_model)
+        self.refresh()
+
+    # -- inspector ---------------------------------------------------------------------------
+
+    def _build_inspector(self) -> QWidget:
+        self.run_box = QComboBox()
+        self.score_prompt = QLineEdit()
+        self.score_prompt.setPlaceholderText("Prompt")
+        self.score_response = QPlainTextEdit()
+        self.score_response.setPlaceholderText("Response to score")
+        self.score_response.setMaximumHeight(90)
+        self.score_button = QPushButton("Score")
+        self.score_button.clicked.connect(self.score_text)
+        self.score_label = QLabel("")
+        self.wrong_button = QPushButton("Show validation pairs it gets wrong")
+        self.wrong_button.clicked.connect(self.show_wrong_pairs)
+        self.wrong_table = QTableWidget(0, 4)
+        self.wrong_table.setHorizontalHeaderLabels(["Margin", "Prompt", "Chosen (by you)",
+                                                    "Rejected"])
+        self.wrong_table.verticalHeader().hide()
+        self.wrong_table.setWordWrap(True)
+        header = self.wrong_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        for col in (1, 2, 3):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
+        self.inspect_status = QLabel("")
+        self.inspect_status.setWordWrap(True)
+
+        box = QGroupBox("Score a response")
+        form = QFormLayout(box)
+        form.addRow("Prompt", self.score_prompt)
+        form.addRow("Response", self.score_response)
+        row = QHBoxLayout()
+        row.addWidget(self.score_button)
+        row.addWidget(self.score_label, 1)
+        form.addRow(row)
+        page = QWidget()
+        v = QVBoxLayout(page)
+        pick = QHBoxLayout()
+        pick.addWidget(QLabel("Reward model"))
+        pick.addWidget(self.run_box, 1)
+        v.addLayout(pick)
+        v.addWidget(box)
+        v.addWidget(self.wrong_button)
+        v.addWidget(self.wrong_table, 1)
+        v.addWidget(self.inspect_status)
+        return page
+
+    def _finished_runs(self) -> list[dict]:
+        return [r for r in self.store.list_runs()
+                if r["kind"] == "reward" and r["status"] == "completed" and r["artifact"]]
+
+    def _selected_run(self) -> dict | None:
+        run_id = self.run_box.currentData()
+        return self.store.get_run(run_id) if run_id is not None else None
+
+    def _run_inspect_job(self, work, on_done) -> None:
+        if self.inspect_job is not None and self.inspect_job.running:
+            return
+        self.inspect_job = Job(work, self, name="reward-inspect")
+        self.inspect_job.succeeded.connect(on_done)
+        self.inspect_job.failed.connect(self.inspect_status.setText)
+        self.inspect_job.finished.connect(lambda: self.score_button.setEnabled(True))
+        self.score_button.setEnabled(False)
+        self.inspect_status.setText("Loading the reward model…")
+        self.inspect_job.start()
+
+    def _scorer(self, run: dict):
+        """Reward models are cached per run so repeated scoring is instant."""
+        from ..ml.reward_model import RewardScorer
+        cache = getattr(self, "_scorers", {})
+        self._scorers = cache
+        if run["id"] not in cache:
+            cache.clear()  # keep one in memory
+            cache[run["id"]] = RewardScorer.load(run["config"]["base_model"], run["artifact"],
+                                                 device=run["config"].get("device", "auto"))
+        return cache[run["id"]]
+
+    def score_text(self) -> None:
+        run = self._selected_run()
+        prompt, response = self.score_prompt.text().strip(), self.score_response.toPlainText()
+        if run is None or not prompt:
+            self.score_label.setText("Pick a reward model and type a prompt.")
+            return
+        self._run_inspect_job(lambda emit, stop: self._scorer(run).score(prompt, [response])[0],
+                              self._on_scored)
+
+    def _on_scored(self, score: float) -> None:
+        self.inspect_status.setText("")
+        self.score_label.setText(f"reward {score:+.3f}")
+
+    def show_wrong_pairs(self) -> None:
+        from ..ml.reward_model import wrong_validation_pairs
+        run = self._selected_run()
+        if run is None:
+            self.inspect_status.setText("Train a reward model first.")
+            return
+        workspace = self.workspace
+        self._run_inspect_job(lambda emit, stop: wrong_validation_pairs(workspace, run["id"]),
+                              self._on_wrong_pairs)
+
+    def _on_wrong_pairs(self, rows: list[dict]) -> None:
+        self.wrong_table.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            values = [f"{row['margin']:+.2f}", row["prompt"], row["chosen"], row["rejected"]]
+            for col, value in enumerate(values):
+                item = QTableWidgetItem(value[:600])
+                item.setToolTip(value[:3000])
+                self.wrong_table.setItem(i, col, item)
+        self.wrong_table.resizeRowsToContents()
+        self.inspect_status.setText(
+            f"{len(rows)} validation pairs ranked wrong, most confident first: check whether "
+            "the model is missing something or your labels disagree with each other."
+            if rows else "The reward model ranks every validation pair the way you did.")
+
+    # -- state -------------------------------------------------------------------------------
+
+    def set_base_model(self, path: str | None) -> None:
+        self.base_model = path
+        self.base_label.setText(
+            f"<b>Base model:</b> {Path(path).name}<br><span style='color:#666'>{path}</span>"
+            if path else "<b>Base model:</b> none — load one on the Models page.")
+        self._update_buttons()
+
+    def refresh(self) -> None:
+        self.refresh_data_summary()
+        current = self.run_box.currentData()
+        self.run_box.clear()
+        for run in reversed(self._finished_runs()):
+            final = self.store.final_metrics(run["id"])
+            acc = final.get("eval/accuracy")
+            label = f"#{run['id']} · {Path(run['config'].get('base_model', '')).name}"
+            self.run_box.addItem(label + (f" · val acc {acc:.2f}" if acc is not None else ""),
+                                 run["id"])
+        if current is not None and self.run_box.findData(current) >= 0:
+            self.run_box.setCurrentIndex(self.run_box.findData(current))
+        self._update_buttons()
+
+    def refresh_data_summary(self) -> None:
+        from ..ml.reward_train import RewardTrainingError, check_reward_data
+        try:
+            counts = check_reward_data(self.store, self.form.value())
+        except RewardTrainingError as exc:
+            self.data_label.setText(f"<span style='color:#b00020'>{exc}</span>")
+            self._data_ok = False
+        else:
+            self.data_label.setText(
+                f"{counts['train_pairs']} training pairs and {counts['val_pairs']} validation "
+                f"pairs from your judgments ({counts['ties']} ties).")
+            self._data_ok = True
+        self._update_buttons()
+
+    def _resumable_run(self) -> dict | None:
+        for run in reversed(self.store.list_runs()):
+            if run["kind"] == "reward":
+                checkpoint = self.workspace.runs_dir / f"{run['id']:04d}-reward" / "checkpoint"
+                if run["status"] in ("cancelled", "failed") and checkpoint.is_dir():
+                    return run
+                return None
+        return None
+
+    def _update_buttons(self) -> None:
+        running = self.job is not None and self.job.running
+        ok = getattr(self, "_data_ok", False) and bool(self.base_model)
+        self.train_button.setEnabled(ok and not running)
+        self.cancel_button.setEnabled(running)
+        resumable = self._resumable_run()
+        self.resume_button.setEnabled(resumable is not None and not running)
+        self.resume_button.setText(f"Resume #{resumable['id']}" if resumable else "Resume")
+
+    # -- training ----------------------------------------------------------------------------
+
+    def start_training(self, resume_run_id: int | None = None) -> None:
+        from ..ml.reward_train import train_reward_model
+        if self.job is not None and self.job.running:
+            return
+        cfg = self.form.value()
+        base = self.base_model
+        if resume_run_id is not None:
+            run = self.store.get_run(resume_run_id)
+            cfg = RewardConfig.from_dict(run["config"])
+            base = run["config"]["base_model"]
+            self.form.set_value(cfg)
+        workspace = self.workspace
+
+        def work(emit, stop):
+            return train_reward_model(workspace, cfg, base_model=base,
+                                      resume_run_id=resume_run_id, emit=emit, stop=stop)
+
+        self.charts.clear()
+        if resume_run_id is not None:
+            for point in self.store.metrics(resume_run_id):
+                self.charts.add_point(point["name"], point["step"], point["value"])
+        self.started_at = time.monotonic()
+        self.job = Job(work, self, name="train-reward")
+        self.job.event.connect(self._on_event)
+        self.job.succeeded.connect(self._on_result)
+        self.job.failed.connect(self._on_failed)
+        self.job.cancelled.connect(lambda: self._on_failed("Cancelled."))
+        self.job.finished.connect(self._on_finished)
+        self.progress.setRange(0, 0)
+        self.progress_label.setText("Loading the base model…")
+        self.tabs.setCurrentIndex(0)
+        self.job.start()
+        self._update_buttons()
+        self.training_started.emit()
+
+    def resume_last(self) -> None:
+        run = self._resumable_run()
+        if run is not None:
+            self.start_training(resume_run_id=run["id"])
+
+    def cancel(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+            self.progress_label.setText("Stopping after this step and saving a checkpoint…")
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, Metric):
+            self.charts.add_point(event.name, event.step, event.value)
+        elif isinstance(event, Progress):
+            if event.total:
+                self.progress.setRange(0, event.total)
+                self.progress.setValue(event.done)
+                self.progress.setFormat(f"step %v / %m")
+            extra = event.extra
+            parts = [event.message]
+            if "eta_s" in extra:
+                parts.append(f"ETA {_duration(extra['eta_s'])}")
+            if "samples_per_s" in extra:
+                parts.append(f"{extra['samples_per_s']:.1f} pairs/s")
+            if "memory_gib" in extra:
+                parts.append(f"{extra['memory_gib']:.2f} GiB")
+            self.progress_label.setText("   ·   ".join(parts))
+        elif isinstance(event, Log):
+            self.progress_label.setText(event.message)
+
+    def _on_result(self, result) -> None:
+        self.last_result = result
+        if result.status == "completed":
+            acc = f"{result.val_accuracy:.3f}" if result.val_accuracy is not None else "–"
+            self.progress_label.setText(
+                f"Run #{result.run_id} finished in {_duration(time.monotonic() - self.started_at)}:"
+                f" validation accuracy {acc}. Adapter saved to {result.artifact}")
+        elif result.status == "cancelled":
+            self.progress_label.setText(f"Run #{result.run_id} cancelled at step {result.step}; "
+                                        "its checkpoint is kept — press Resume to continue.")
+        else:
+            self._on_failed(result.error or "Training failed.")
+
+    def _on_failed(self, message: str) -> None:
+        self.progress_label.setText(f"<span style='color:#b00020'>{message}</span>")
+
+    def _on_finished(self) -> None:
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 1)
+        self.refresh()
+        self.training_finished.emit()
+
+    def shutdown(self) -> None:
+        for job in (self.job, self.inspect_job):
+            if job is not None and job.running:
+                job.cancel()
+                job.wait(120000)

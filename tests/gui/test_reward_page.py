@@ -1,0 +1,67 @@
+"""Reward training from the GUI: charts receive points while the UI runs, cancel keeps a
+checkpoint and the run (with its metrics) is in the store; resume finishes it."""
+
+import random
+
+from PySide6.QtCore import Qt
+
+from desktop_app.core.store import GenerationIn
+
+WORDS = ["apple", "river", "cloud", "stone", "green", "quiet", "light", "table"]
+
+
+def add_marker_judgments(store, n=40, seed=0):
+    """Chosen responses contain 'banana', rejected ones don't: an easy preference to learn."""
+    rng = random.Random(seed)
+    ids = store.add_prompts([f"Tell me about {w} number {i}." for i, w in
+                             zip(range(n), rng.choices(WORDS, k=n))]).ids
+    pairs = []
+    for pid in ids:
+        base = " ".join(rng.choices(WORDS, k=6))
+        pairs.append((pid, GenerationIn(f"{base} banana", "m"), GenerationIn(f"{base} plain", "m")))
+    store.add_pairs(pairs, rng=rng, choice="a")
+
+
+def test_train_cancel_resume_from_the_page(qtbot, window, store, tiny_chat_model):
+    add_marker_judgments(store)
+    page = window.reward_page
+    window.show_page("Reward model")
+    page.set_base_model(str(tiny_chat_model))
+    cfg = page.form.value()
+    cfg.epochs, cfg.batch_size, cfg.max_length, cfg.lora_r = 20.0, 4, 64, 4
+    cfg.log_every, cfg.eval_every, cfg.checkpoint_every, cfg.min_pairs = 1, 5, 1000, 8
+    page.form.set_value(cfg)
+    page.refresh()
+    assert page.train_button.isEnabled(), page.data_label.text()
+
+    qtbot.mouseClick(page.train_button, Qt.MouseButton.LeftButton)
+    assert window.judge_page.queue.paused  # generation waits while training runs
+    qtbot.waitUntil(lambda: page.charts.points_received >= 10, timeout=120_000)
+    assert page.cancel_button.isEnabled() and not page.train_button.isEnabled()
+    qtbot.mouseClick(page.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not page.job.running, timeout=120_000)
+
+    [run] = [r for r in store.list_runs() if r["kind"] == "reward"]
+    assert run["status"] == "cancelled"
+    names = {m["name"] for m in store.metrics(run["id"])}
+    assert {"train/loss", "train/accuracy", "train/margin"} <= names
+    assert page.resume_button.isEnabled() and f"#{run['id']}" in page.resume_button.text()
+    assert "cancelled" in page.progress_label.text()
+
+    # Resume finishes the same run; the charts were redrawn from the stored metrics first.
+    qtbot.mouseClick(page.resume_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not page.job.running, timeout=300_000)
+    run = store.get_run(run["id"])
+    assert run["status"] == "completed", page.progress_label.text()
+    assert store.final_metrics(run["id"]).get("eval/accuracy") is not None
+    assert page.run_box.count() == 1
+    assert not window.judge_page.queue.paused  # generation resumes afterwards
+
+
+def test_too_few_judgments_disables_training(qtbot, window, store, tiny_chat_model):
+    add_marker_judgments(store, n=3)
+    page = window.reward_page
+    page.set_base_model(str(tiny_chat_model))
+    page.refresh()
+    assert not page.train_button.isEnabled()
+    assert "needs at least" in page.data_label.text()
