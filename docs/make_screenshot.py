@@ -1,6 +1,10 @@
-"""Render the comparison view on the demo workspace to a PNG (offscreen), for the README.
+"""Render the README's screenshots from the demo workspace (offscreen): the comparison view,
+then the reward-model page after a training run.
 
     QT_QPA_PLATFORM=offscreen python docs/make_screenshot.py docs/comparison-view.png [WORKSPACE]
+
+For the reward shot the remaining pairs are judged by a stand-in annotator that prefers the
+longer response (a simple, learnable taste), so the charts show a real run on real pairs.
 """
 
 from __future__ import annotations
@@ -12,6 +16,25 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _waiter(app):
+    import time
+
+    def wait_until(condition, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            app.processEvents()
+            time.sleep(0.02)
+    return wait_until
+
+
+def _judge_by_length(store) -> None:
+    """Stand-in annotator: the response with more words wins; equal length is a tie."""
+    while (pair := store.next_pending()) is not None:
+        left, right = len(pair.left["text"].split()), len(pair.right["text"].split())
+        side = "tie" if left == right else "left" if left > right else "right"
+        store.judge(pair.comparison_id, pair.choice_for_side(side))
 
 
 def main() -> int:
@@ -52,11 +75,21 @@ def main() -> int:
     app.processEvents()
     out.parent.mkdir(parents=True, exist_ok=True)
     window.grab().save(str(out))
-    for name in ("Prompts", "Models"):
-        window.show_page(name)
-        app.processEvents()
-        window.grab().save(str(out.with_name(f"{out.stem}-{name.lower()}.png")))
+    wait_until = _waiter(app)
+    page.target_spin.setValue(256)    # generate a pair for every demo prompt
+    wait_until(lambda: not store.prompts_without_pairs(1) and not page.queue.busy, 600)
     page.queue.shutdown()
+    _judge_by_length(store)
+    reward = window.reward_page
+    window.show_page("Reward model")
+    cfg = reward.form.value()
+    cfg.epochs, cfg.lr, cfg.log_every, cfg.eval_every, cfg.val_fraction = 8.0, 1e-3, 1, 10, 0.2
+    reward.form.set_value(cfg)
+    reward.refresh()
+    reward.start_training()
+    wait_until(lambda: reward.job is not None and not reward.job.running, 600)
+    app.processEvents()
+    window.grab().save(str(out.with_name("reward-training.png")))
     window.close()
     store.close()
     print(out)

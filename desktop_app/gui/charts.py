@@ -68,9 +68,14 @@ class MetricChart(pg.PlotWidget):
         self.buffers: dict[str, SeriesBuffer] = {}
         self.raw_curves: dict[str, pg.PlotDataItem] = {}
         self.smooth_curves: dict[str, pg.PlotDataItem] = {}
+        self.smoothed: set[str] = set()
         for i, (name, label) in enumerate(series):
             color = PALETTE[i % len(PALETTE)]
-            self.buffers[name] = SeriesBuffer(self.smoothing)
+            # Only dense, noisy series are smoothed: evaluation points are sparse and already
+            # averaged over the whole split, and a schedule (lr) is not noisy.
+            if name.startswith("train/") and not name.endswith("/lr"):
+                self.smoothed.add(name)
+            self.buffers[name] = SeriesBuffer(self._weight(name))
             faint = pg.mkColor(color)
             faint.setAlpha(70)
             self.raw_curves[name] = self.plot(pen=pg.mkPen(faint, width=1))
@@ -93,7 +98,7 @@ class MetricChart(pg.PlotWidget):
 
     def clear_data(self) -> None:
         for name in self.buffers:
-            self.buffers[name] = SeriesBuffer(self.smoothing)
+            self.buffers[name] = SeriesBuffer(self._weight(name))
         self.dirty = True
 
     def redraw(self) -> None:
@@ -102,15 +107,18 @@ class MetricChart(pg.PlotWidget):
         for name, buffer in self.buffers.items():
             x, y, smoothed = buffer.data()
             self.raw_curves[name].setData(x, y)
-            self.raw_curves[name].setVisible(self.smoothing > 0)
+            self.raw_curves[name].setVisible(self._weight(name) > 0)
             self.smooth_curves[name].setData(x, smoothed)
         self.dirty = False
 
     def set_smoothing(self, weight: float) -> None:
         self.smoothing = weight
-        for buffer in self.buffers.values():
-            buffer.set_smoothing(weight)
+        for name, buffer in self.buffers.items():
+            buffer.set_smoothing(self._weight(name))
         self.dirty = True
+
+    def _weight(self, name: str) -> float:
+        return self.smoothing if name in self.smoothed else 0.0
 
 
 class ChartBoard(QWidget):

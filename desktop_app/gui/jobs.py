@@ -24,7 +24,8 @@ def friendly_error(exc: BaseException) -> str:
     """One sentence for the user; our own error types already carry one."""
     text = str(exc).strip()
     if type(exc).__name__ in {"ModelLoadError", "ModelFolderError", "StoreError", "FormatError",
-                              "WorkspaceError", "ValueError"} and text:
+                              "WorkspaceError", "ValueError", "RewardTrainingError",
+                              "RewardModelError"} and text:
         return text.splitlines()[0]
     if "out of memory" in text.lower():
         return ("The device ran out of memory. Try a smaller batch size, fewer new tokens, "
