@@ -10,7 +10,7 @@ BIN     = $(VENV)/bin
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 
-.PHONY: setup run test bench screenshot clean
+.PHONY: setup run test bench bench-reward screenshot clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,11 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/bench_pairs.py
+
+# Needs TRL (a benchmark-only dependency) for the comparison.
+bench-reward: setup
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python bench/bench_reward.py
 
 # Re-renders docs/comparison-view.png from the demo workspace (offscreen).
 screenshot: setup

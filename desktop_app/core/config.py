@@ -27,8 +27,24 @@ def validate_fields(config: Any) -> None:
             raise ValueError(f"{f.name} = {value} is outside [{lo}, {hi}]")
 
 
+class ConfigBase:
+    """What every config dataclass can do: round-trip through JSON and check its ranges."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Unknown keys (from an older or newer version's run config) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def validate(self) -> None:
+        validate_fields(self)
+
+
 @dataclass
-class SamplingConfig:
+class SamplingConfig(ConfigBase):
     """Nucleus sampling settings for paired generation."""
 
     temperature: float = opt(0.9, "Softmax temperature; higher gives more varied responses.",
@@ -45,20 +61,10 @@ class SamplingConfig:
     batch_size: int = opt(8, "Prompts generated together (each gives two responses).",
                           minimum=1, maximum=256, step=1)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SamplingConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def validate(self) -> None:
-        validate_fields(self)
 
 
 @dataclass
-class RewardConfig:
+class RewardConfig(ConfigBase):
     """Reward-model training: LoRA adapter + scalar head, Bradley-Terry loss."""
 
     epochs: float = opt(2.0, "Passes over the training pairs (fractions allowed).",
@@ -75,8 +81,10 @@ class RewardConfig:
     lora_r: int = opt(16, "LoRA rank.", minimum=1, maximum=512, step=1, label="LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha (scale = alpha / rank).", minimum=1, maximum=1024,
                           step=1, label="LoRA alpha")
-    lora_dropout: float = opt(0.05, "Dropout on the LoRA path.", minimum=0.0, maximum=0.9,
-                              step=0.05, label="LoRA dropout")
+    lora_dropout: float = opt(0.0, "Dropout on the LoRA path. Off by default, as in TRL's "
+                                   "reward trainer: it adds noise to the comparison and costs "
+                                   "~30% of the speed.", minimum=0.0, maximum=0.9, step=0.05,
+                              label="LoRA dropout")
     target_modules: str = opt("all-linear", "Layers that get LoRA: 'all-linear' (every linear "
                                             "layer of the blocks) or a comma-separated list of "
                                             "module names.", label="LoRA targets")
@@ -110,14 +118,3 @@ class RewardConfig:
                          minimum=2, maximum=100000, step=1, label="Minimum pairs")
     seed: int = opt(0, "Seed for the split, data order, LoRA init and dropout.", minimum=0,
                     maximum=2**31 - 1, step=1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RewardConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def validate(self) -> None:
-        validate_fields(self)

@@ -138,6 +138,7 @@ class ChartBoard(QWidget):
             for name, _ in series:
                 self.routes[name] = chart
         self.points_received = 0
+        self._next = 0
         self.timer = QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.redraw)
@@ -154,6 +155,16 @@ class ChartBoard(QWidget):
         self.points_received = 0
 
     def redraw(self) -> None:
+        """Redraw one dirty chart per tick, round-robin: a repaint (axes text especially) is
+        the expensive part, and spreading it keeps every UI-thread pause short."""
+        for offset in range(len(self.charts)):
+            chart = self.charts[(self._next + offset) % len(self.charts)]
+            if chart.dirty:
+                chart.redraw()
+                self._next = (self._next + offset + 1) % len(self.charts)
+                return
+
+    def redraw_all(self) -> None:
         for chart in self.charts:
             chart.redraw()
 

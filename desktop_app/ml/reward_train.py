@@ -565,8 +565,11 @@ class _Trainer:
         """Drop the model and optimiser now, not whenever the caller lets go of us: after an
         out-of-memory the device must be usable again at once."""
         self.model = self.optimizer = self.params = None
-        gc.collect()
         if self.device.startswith("cuda"):
+            # Only the device needs this: a full collection holds the GIL for a noticeable
+            # while (the UI thread waits), and on the CPU reference counting already freed
+            # the tensors.
+            gc.collect()
             torch.cuda.empty_cache()
 
     def _autocast(self):

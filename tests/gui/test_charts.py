@@ -27,7 +27,7 @@ def test_board_routes_points_and_smooths_only_dense_series(qtbot):
     board.add_point("eval/loss", 4, 2.0)
     board.add_point("unknown/metric", 1, 1.0)
     assert board.points_received == 11
-    board.redraw()
+    board.redraw_all()
     loss_chart, lr_chart = board.charts
     x, y = loss_chart.smooth_curves["train/loss"].getData()
     assert y[-1] < 4.0  # smoothed lags the raw value
@@ -36,6 +36,6 @@ def test_board_routes_points_and_smooths_only_dense_series(qtbot):
     _, ev = loss_chart.smooth_curves["eval/loss"].getData()
     assert list(ev) == [2.0]
     board.clear()
-    board.redraw()
+    board.redraw_all()
     cleared = loss_chart.smooth_curves["train/loss"].getData()[0]
     assert cleared is None or len(cleared) == 0
