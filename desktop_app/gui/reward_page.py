@@ -124,6 +124,8 @@ class RewardPage(QWidget):
         layout.addWidget(split)
         self.set_base_model(self.base_model)
         self.refresh()
+        self.run_box.currentIndexChanged.connect(lambda _: self._chart_selected_run())
+        self._chart_selected_run()
 
     # -- inspector ---------------------------------------------------------------------------
 
@@ -171,6 +173,20 @@ class RewardPage(QWidget):
         v.addWidget(self.inspect_status)
         return page
 
+    def show_run_charts(self, run_id: int) -> None:
+        """Draw a stored run's charts from the metrics table (any run, finished or not)."""
+        self.charts.clear()
+        for point in self.store.metrics(run_id):
+            self.charts.add_point(point["name"], point["step"], point["value"])
+        self.charts.redraw_all()
+
+    def _chart_selected_run(self) -> None:
+        # A live run owns the charts; otherwise they show the run picked in the inspector.
+        if (self.job is None or not self.job.running) and self.run_box.currentData() is not None:
+            run_id = self.run_box.currentData()
+            self.show_run_charts(run_id)
+            self.progress_label.setText(f"Showing the stored charts of run #{run_id}.")
+
     def _finished_runs(self) -> list[dict]:
         return [r for r in self.store.list_runs()
                 if r["kind"] == "reward" and r["status"] == "completed" and r["artifact"]]
@@ -207,12 +223,21 @@ class RewardPage(QWidget):
         if run is None or not prompt:
             self.score_label.setText("Pick a reward model and type a prompt.")
             return
-        self._run_inspect_job(lambda emit, stop: self._scorer(run).score(prompt, [response])[0],
-                              self._on_scored)
+        def work(emit, stop):
+            scorer = self._scorer(run)
+            return scorer.score(prompt, [response])[0], scorer.stats
 
-    def _on_scored(self, score: float) -> None:
+        self._run_inspect_job(work, self._on_scored)
+
+    def _on_scored(self, result) -> None:
+        score, stats = result
         self.inspect_status.setText("")
-        self.score_label.setText(f"reward {score:+.3f}")
+        text = f"reward {score:+.3f}"
+        if stats and stats.get("std"):
+            # Relative to the training responses: what PPO will see after normalisation.
+            z = (score - stats["mean"]) / stats["std"]
+            text += f"   ({z:+.2f} standard deviations from the mean training response)"
+        self.score_label.setText(text)
 
     def show_wrong_pairs(self) -> None:
         from ..ml.reward_model import wrong_validation_pairs
@@ -250,6 +275,8 @@ class RewardPage(QWidget):
     def refresh(self) -> None:
         self.refresh_data_summary()
         current = self.run_box.currentData()
+        # Refilling the list must not redraw the charts (they may hold a live or just-finished run).
+        self.run_box.blockSignals(True)
         self.run_box.clear()
         for run in reversed(self._finished_runs()):
             final = self.store.final_metrics(run["id"])
@@ -259,6 +286,7 @@ class RewardPage(QWidget):
                                  run["id"])
         if current is not None and self.run_box.findData(current) >= 0:
             self.run_box.setCurrentIndex(self.run_box.findData(current))
+        self.run_box.blockSignals(False)
         self._update_buttons()
 
     def refresh_data_summary(self) -> None:
@@ -314,8 +342,7 @@ class RewardPage(QWidget):
 
         self.charts.clear()
         if resume_run_id is not None:
-            for point in self.store.metrics(resume_run_id):
-                self.charts.add_point(point["name"], point["step"], point["value"])
+            self.show_run_charts(resume_run_id)
         self.started_at = time.monotonic()
         self.job = Job(work, self, name="train-reward")
         self.job.event.connect(self._on_event)

@@ -57,6 +57,17 @@ def test_train_cancel_resume_from_the_page(qtbot, window, store, tiny_chat_model
     assert page.run_box.count() == 1
     assert not window.judge_page.queue.paused  # generation resumes afterwards
 
+    # The inspector scores a response and lists validation pairs the model gets wrong.
+    page.tabs.setCurrentIndex(1)
+    page.score_prompt.setText("Tell me about apple number 1.")
+    page.score_response.setPlainText("river stone banana")
+    qtbot.mouseClick(page.score_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not page.inspect_job.running, timeout=60_000)
+    assert page.score_label.text().startswith("reward "), page.inspect_status.text()
+    qtbot.mouseClick(page.wrong_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not page.inspect_job.running, timeout=60_000)
+    assert "validation pair" in page.inspect_status.text()
+
 
 def test_too_few_judgments_disables_training(qtbot, window, store, tiny_chat_model):
     add_marker_judgments(store, n=3)
