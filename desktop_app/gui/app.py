@@ -64,6 +64,19 @@ def warm_up_imports() -> None:
     threading.Thread(target=work, name="warm-up-imports", daemon=True).start()
 
 
+def _close_on_ctrl_c(window) -> None:
+    """Ctrl+C in the terminal closes the window the normal way (current batch kept, runs
+    closed). Python only runs signal handlers between bytecodes, so a timer gives it a turn."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    timer = QTimer(window)
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
+
+
 def run_gui(workspace: Workspace, model: str | None = None) -> int:
     """Open the main window; load ``model`` (or the workspace's last model) in the background."""
     _log_to_workspace(workspace)
@@ -74,6 +87,7 @@ def run_gui(workspace: Workspace, model: str | None = None) -> int:
     store.mark_interrupted_runs()
     window = MainWindow(workspace, store)
     window.show()
+    _close_on_ctrl_c(window)
     warm_up_imports()
     model = model or workspace.load_settings().get("last_model")
     if model:
