@@ -154,13 +154,14 @@ def cmd_generate(args: argparse.Namespace, out: Output) -> int:
         run_id = store.create_run("generate", {"model": lm.path, "device": lm.device.label(),
                                                "sampling": cfg.to_dict(), "pairs": args.pairs,
                                                "seed": args.seed})
+        stop = _stop_on_ctrl_c()   # Ctrl+C: finish storing this batch, then stop
         try:
             report = generate_pending_pairs(store, lm, cfg, limit=args.pairs, seed=args.seed,
-                                            run_id=run_id, emit=bar)
+                                            run_id=run_id, emit=bar, stop=stop)
         except BaseException as exc:
             store.finish_run(run_id, "failed", error=str(exc) or type(exc).__name__)
             raise
-        store.finish_run(run_id, "completed")
+        store.finish_run(run_id, "cancelled" if stop.requested else "completed")
         store.add_metrics(run_id, [(0, "generate/tokens_per_s", report.tokens_per_s),
                                    (0, "generate/pairs", report.pairs)])
         bar.close()
