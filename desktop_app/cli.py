@@ -145,13 +145,16 @@ def cmd_generate(args: argparse.Namespace, out: Output) -> int:
         raise CliError(str(exc)) from None
     _, store = _open_store(args)
     with store:
-        if not store.prompts_without_pairs(1):
-            raise CliError("every prompt already has a pair; import more prompts first")
         bar = ProgressBar()
         lm = load_model(args.model, device=args.device, dtype=args.dtype,
-                        trust_remote_code=args.trust_remote_code, emit=bar)
+                        trust_remote_code=args.trust_remote_code, emit=bar,
+                        adapter=args.adapter)
         bar.close()
-        run_id = store.create_run("generate", {"model": lm.path, "device": lm.device.label(),
+        if not store.prompts_without_pairs(1, model=lm.path, adapter=lm.adapter):
+            raise CliError("every prompt already has a pair from this model; import more "
+                           "prompts, or generate from a tuned policy with --adapter")
+        run_id = store.create_run("generate", {"model": lm.path, "adapter": lm.adapter,
+                                               "device": lm.device.label(),
                                                "sampling": cfg.to_dict(), "pairs": args.pairs,
                                                "seed": args.seed})
         stop = _stop_on_ctrl_c()   # Ctrl+C: finish storing this batch, then stop
@@ -267,6 +270,55 @@ def cmd_train_reward(args: argparse.Namespace, out: Output) -> int:
     return 0 if result.status == "completed" else 130
 
 
+def cmd_train_ppo(args: argparse.Namespace, out: Output) -> int:
+    from .core.config import PPOConfig
+    from .ml.ppo_train import train_ppo
+    workspace, store = _open_store(args)
+    with store:
+        if args.resume is not None:
+            run = store.get_run(args.resume)
+            if run is None or run["kind"] != "ppo":
+                raise CliError(f"run {args.resume} is not a PPO run")
+            cfg = PPOConfig.from_dict(run["config"])
+            base, reward = run["config"]["base_model"], run["parent_run_id"]
+        else:
+            if not args.model or args.reward is None:
+                raise CliError("--model and --reward RUN_ID are required (or --resume RUN_ID)")
+            cfg = _config_from_args(PPOConfig, args)
+            try:
+                cfg.validate()
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+            base, reward = args.model, args.reward
+    bar = ProgressBar()
+    stop = _stop_on_ctrl_c()
+    result = train_ppo(workspace, cfg, base_model=base, reward_run_id=reward,
+                       resume_run_id=args.resume, emit=bar, stop=stop)
+    bar.close()
+    data = {"run_id": result.run_id, "status": result.status, "step": result.step,
+            "total_steps": result.total_steps, "score_first": result.score_first,
+            "score_last": result.score_last, "kl": result.kl, "artifact": result.artifact,
+            "error": result.error}
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    out.result(data, f"Run {result.run_id} {result.status} at step {result.step}/"
+                     f"{result.total_steps}: score {fmt(result.score_first)} -> "
+                     f"{fmt(result.score_last)}, KL {fmt(result.kl)}\nPolicy: {result.artifact}")
+    if result.status == "failed":
+        print(f"rlhf-desk: error: {result.error}", file=sys.stderr)
+        return 1
+    return 0 if result.status == "completed" else 130
+
+
+def cmd_export_model(args: argparse.Namespace, out: Output) -> int:
+    from .core.workspace import Workspace, resolve_workspace_dir
+    from .ml.export import export_policy
+    workspace = Workspace.open(resolve_workspace_dir(args.workspace))
+    path = export_policy(workspace, args.run_id, args.out_dir, merged=args.merged)
+    out.result({"run_id": args.run_id, "out_dir": str(path), "merged": args.merged},
+               f"Exported run {args.run_id} {'merged into a full model' if args.merged else 'as a LoRA adapter'} to {path}")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace, out: Output) -> int:
     _, store = _open_store(args)
     with store:
@@ -361,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("generate", cmd_generate, "generate pairs for prompts that have none yet")
     p.add_argument("--model", required=True, help="model folder (config, weights, tokenizer)")
+    p.add_argument("--adapter", help="a PEFT adapter folder to apply (e.g. a PPO policy): the "
+                                     "next round's pairs come from the tuned model")
     p.add_argument("--pairs", type=int, default=16, help="how many pairs (default 16)")
     _add_config_options(p, SamplingConfig)
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, recorded)")
@@ -376,6 +430,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue a cancelled or failed run from its last checkpoint")
     from .core.config import RewardConfig
     _add_config_options(p, RewardConfig)
+
+    p = command("train-ppo", cmd_train_ppo,
+                "tune a LoRA policy with PPO against a trained reward model")
+    p.add_argument("--model", help="base model folder")
+    p.add_argument("--reward", type=int, metavar="RUN_ID", help="the reward-model run to use")
+    p.add_argument("--resume", type=int, metavar="RUN_ID",
+                   help="continue a cancelled or failed PPO run from its last checkpoint")
+    from .core.config import PPOConfig
+    _add_config_options(p, PPOConfig)
+
+    p = command("export-model", cmd_export_model,
+                "export a PPO run's policy: the LoRA adapter, or --merged into a full model")
+    p.add_argument("run_id", type=int, metavar="RUN_ID")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--merged", action="store_true",
+                   help="merge LoRA into the base weights and save a full model folder")
 
     p = command("runs", cmd_runs, "list runs, or `runs show RUN_ID` for one run's details")
     p.add_argument("action", nargs="?", metavar="show", help="show one run")
@@ -419,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
             print("rlhf-desk: cancelled", file=sys.stderr)
             return 130
         known = isinstance(exc, _known_errors()) or type(exc).__name__ in (
-            "ModelLoadError", "ModelFolderError", "RewardTrainingError")
+            "ModelLoadError", "ModelFolderError", "RewardTrainingError", "PPOTrainingError",
+            "ExportError")
         message = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}"
         print(f"rlhf-desk: error: {message}".splitlines()[0], file=sys.stderr)
         return 1

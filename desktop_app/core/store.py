@@ -216,15 +216,23 @@ class Store:
             f"SELECT COUNT(*) FROM comparisons WHERE choice IS NOT NULL AND prompt_id IN ({marks})",
             ids).fetchone()[0]
 
-    def prompts_without_pairs(self, limit: int, exclude: Iterable[int] = ()) -> list[dict]:
-        """The oldest prompts that have no comparison yet: the next ones to generate for."""
+    def prompts_without_pairs(self, limit: int, exclude: Iterable[int] = (), *,
+                              model: str | None = None, adapter: str | None = None) -> list[dict]:
+        """The oldest prompts with no comparison yet: the next ones to generate for.
+
+        With ``model``, "yet" means from that model and adapter: a tuned policy (the next
+        round) generates pairs for prompts that only the base model has answered so far."""
         excluded = list(exclude)
-        marks = ",".join("?" * len(excluded))
-        not_in = f"AND p.id NOT IN ({marks})" if excluded else ""
+        not_in = f"AND p.id NOT IN ({','.join('?' * len(excluded))})" if excluded else ""
+        if model is None:
+            exists, params = "SELECT 1 FROM comparisons c WHERE c.prompt_id = p.id", []
+        else:
+            exists = ("SELECT 1 FROM comparisons c JOIN generations g ON g.id = c.generation_a_id "
+                      "WHERE c.prompt_id = p.id AND g.model = ? AND g.adapter IS ?")
+            params = [model, adapter]
         rows = self._rows(
-            "SELECT p.id, p.text, p.messages FROM prompts p "
-            "WHERE NOT EXISTS (SELECT 1 FROM comparisons c WHERE c.prompt_id = p.id) "
-            f"{not_in} ORDER BY p.id LIMIT ?", [*excluded, limit])
+            f"SELECT p.id, p.text, p.messages FROM prompts p WHERE NOT EXISTS ({exists}) "
+            f"{not_in} ORDER BY p.id LIMIT ?", [*params, *excluded, limit])
         for row in rows:
             row["messages"] = json.loads(row["messages"]) if row["messages"] else None
         return rows

@@ -72,8 +72,8 @@ class MetricChart(pg.PlotWidget):
         for i, (name, label) in enumerate(series):
             color = PALETTE[i % len(PALETTE)]
             # Only dense, noisy series are smoothed: evaluation points are sparse and already
-            # averaged over the whole split, and a schedule (lr) is not noisy.
-            if name.startswith("train/") and not name.endswith("/lr"):
+            # averaged over the whole split, and schedules (lr, KL coefficient) are not noisy.
+            if not name.startswith("eval/") and not name.endswith(("/lr", "/kl_coef")):
                 self.smoothed.add(name)
             self.buffers[name] = SeriesBuffer(self._weight(name))
             faint = pg.mkColor(color)

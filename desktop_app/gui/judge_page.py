@@ -7,6 +7,7 @@ the next pair is shown. Undo walks back this session's judgments one at a time.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QInputDialog, QLabel, QMessageBox,
@@ -89,7 +90,8 @@ class JudgePage(QWidget):
     # -- model -----------------------------------------------------------------------------
 
     def set_model(self, lm) -> None:
-        self.model_label.setText(f"<b>{lm.info.name}</b><br>{lm.device.label()} · "
+        tuned = f"<br>tuned: {Path(lm.adapter).parent.name}" if lm.adapter else ""
+        self.model_label.setText(f"<b>{lm.info.name}</b>{tuned}<br>{lm.device.label()} · "
                                  f"{lm.info.n_params / 1e6:,.1f} M parameters")
         self.queue.set_model(lm)
         self.refresh()
@@ -121,9 +123,10 @@ class JudgePage(QWidget):
                     "pairs will be generated here.")
         if self.queue.busy:
             return "Generating the next pairs…"
-        if not self.store.prompts_without_pairs(1):
-            return ("Every prompt has been judged or is waiting.\n\n"
-                    "Add or import prompts on the Prompts page to keep going.")
+        lm = self.queue.lm
+        if not self.store.prompts_without_pairs(1, model=lm.path, adapter=lm.adapter):
+            return ("Every prompt has a judged pair from this model.\n\nAdd or import prompts "
+                    "on the Prompts page, or tune a policy with PPO for the next round.")
         return "Waiting for pairs…"
 
     def prompts_changed(self) -> None:

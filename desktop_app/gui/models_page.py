@@ -211,12 +211,14 @@ class ModelsPage(QWidget):
         self.load_path(path, self.device_box.currentText(), self.dtype_box.currentText(), trust)
 
     def load_path(self, path: str, device: str = "auto", dtype: str = "auto",
-                  trust_remote_code: bool = False) -> None:
+                  trust_remote_code: bool = False, adapter: str | None = None) -> None:
+        """Load ``path`` in the background; with ``adapter`` (a tuned policy) merged in."""
         from ..ml.model_loader import load_model
 
         def work(emit, stop):
             return load_model(path, device=device, dtype=dtype,
-                              trust_remote_code=trust_remote_code, emit=emit, stop=stop)
+                              trust_remote_code=trust_remote_code, emit=emit, stop=stop,
+                              adapter=adapter)
 
         self.load_job = Job(work, self, name="load-model")
         self.load_job.event.connect(self._on_load_event)
@@ -226,7 +228,8 @@ class ModelsPage(QWidget):
         self.load_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.message.setStyleSheet("")
-        self.message.setText(f"Loading {Path(path).name}…")
+        self.message.setText(f"Loading {Path(path).name}"
+                             + (f" with the adapter {adapter}…" if adapter else "…"))
         self.progress.setRange(0, 0)
         self.load_job.start()
 
@@ -243,7 +246,8 @@ class ModelsPage(QWidget):
         settings = self.workspace.load_settings()
         settings["last_model"] = lm.path
         self.workspace.save_settings(settings)
-        self._load_ended(f"Loaded {lm.info.name} on {lm.device.label()}.")
+        self._load_ended(f"Loaded {lm.info.name}" + (f" + {lm.adapter}" if lm.adapter else "")
+                         + f" on {lm.device.label()}.")
         self.model_loaded.emit(lm)
 
     def _on_load_failed(self, message: str) -> None:

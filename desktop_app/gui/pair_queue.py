@@ -77,8 +77,9 @@ class PairQueue(QObject):
         if pending >= self.target:
             self._set_status(self._rate_text(f"{pending} pairs ready."))
             return
-        if not self.store.prompts_without_pairs(1):
-            self._set_status("Every prompt has a pair: add or import prompts to generate more.")
+        if not self.store.prompts_without_pairs(1, model=self.lm.path, adapter=self.lm.adapter):
+            self._set_status("Every prompt has a pair from this model: add or import prompts, "
+                             "or load a tuned policy for the next round.")
             return
         self._start_batch(self.cfg.batch_size)
 

@@ -49,7 +49,7 @@ class LoadedModel:
 
 def load_model(path: str | Path, device: str = "auto", dtype: str = "auto",
                trust_remote_code: bool = False, emit: Emit = ignore,
-               stop: StopToken | None = None) -> LoadedModel:
+               stop: StopToken | None = None, adapter: str | Path | None = None) -> LoadedModel:
     """Load the causal LM in ``path`` onto ``device`` at ``dtype`` ("auto" picks for you).
 
     Raises ``ModelLoadError`` for every problem, including a device or dtype this machine
@@ -86,6 +86,11 @@ def load_model(path: str | Path, device: str = "auto", dtype: str = "auto",
     stage(3)
     model = _guard(folder, "the weights", lambda: _load_weights(folder, choice, trust_remote_code))
 
+    # 4b. A tuned policy (a PEFT adapter, e.g. from PPO) is merged into the weights: generation
+    #     then runs at the base model's speed, and the pairs record which adapter made them.
+    if adapter is not None:
+        model = _guard(folder, f"the adapter {adapter}", lambda: _merge_adapter(model, adapter))
+
     # 5. Onto the device. If the move runs out of memory, drop the half-moved model at once.
     stage(4)
     try:
@@ -98,7 +103,7 @@ def load_model(path: str | Path, device: str = "auto", dtype: str = "auto",
     _ensure_pad_token(folder, tokenizer, model)
     emit(Progress(len(stages), len(stages), f"Loaded {info.name} on {choice.label()}"))
     return LoadedModel(model=model, tokenizer=tokenizer, info=info, device=choice,
-                       path=info.path)
+                       path=info.path, adapter=str(adapter) if adapter is not None else None)
 
 
 # ---- stages ----------------------------------------------------------------------------------
@@ -126,6 +131,12 @@ def _load_weights(folder: Path, choice: DeviceChoice, trust_remote_code: bool):
     return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True,
                                                 trust_remote_code=trust_remote_code,
                                                 dtype=choice.torch_dtype)
+
+
+def _merge_adapter(model, adapter: str | Path):
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter), is_trainable=False).merge_and_unload()
 
 
 def _ensure_pad_token(folder: Path, tokenizer, model) -> None:

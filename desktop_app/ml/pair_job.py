@@ -51,12 +51,13 @@ def generate_pending_pairs(store: Store, lm: LoadedModel, cfg: SamplingConfig, *
                            seed: int | None = None, run_id: int | None = None,
                            emit: Emit = ignore, stop: StopToken | None = None,
                            rng: random.Random | None = None) -> GenerateReport:
-    """Generate up to ``limit`` pairs for the oldest prompts without one; store batch by batch."""
+    """Generate up to ``limit`` pairs for the oldest prompts without one from this model (and
+    adapter); store batch by batch."""
     cfg.validate()
     seed = secrets.randbits(31) if seed is None else seed
     rng = rng or random.Random(seed)
     report = GenerateReport(seed=seed)
-    rows = store.prompts_without_pairs(limit)
+    rows = store.prompts_without_pairs(limit, model=lm.path, adapter=lm.adapter)
     if not rows:
         return report
     prompts = [PromptInput(r["id"], r["text"], r["messages"]) for r in rows]

@@ -197,3 +197,15 @@ def test_runs_and_metrics(store):
     other = store.create_run("generate", {})
     assert store.mark_interrupted_runs() == 1
     assert store.get_run(other)["status"] == "failed"
+
+
+def test_prompts_without_pairs_per_model_and_adapter(store):
+    """A tuned policy (the next round) still has every prompt to answer."""
+    ids = store.add_prompts(["p1", "p2"]).ids
+    store.add_pairs([(ids[0], GenerationIn("a", "/base"), GenerationIn("b", "/base"))])
+    assert [r["id"] for r in store.prompts_without_pairs(10)] == [ids[1]]
+    assert [r["id"] for r in store.prompts_without_pairs(10, model="/base")] == [ids[1]]
+    assert [r["id"] for r in store.prompts_without_pairs(10, model="/base", adapter="/ppo")] == ids
+    store.add_pairs([(ids[0], GenerationIn("c", "/base", adapter="/ppo"),
+                      GenerationIn("d", "/base", adapter="/ppo"))])
+    assert [r["id"] for r in store.prompts_without_pairs(10, model="/base", adapter="/ppo")] == [ids[1]]

@@ -193,3 +193,36 @@ def test_mismatched_tokenizer_file_is_a_load_error(gpt2_dir, tmp_path):
     with pytest.raises(ModelLoadError, match="Could not load the tokenizer in") as caught:
         load_model(folder, device="cpu")
     assert str(folder) in str(caught.value)
+
+
+def test_adapter_is_merged_and_recorded(gpt2_dir, tmp_path):
+    """A tuned policy (PEFT adapter) loads merged into the base: same outputs as PeftModel."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(gpt2_dir, local_files_only=True)
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["c_attn"],
+                                                 fan_in_fan_out=True))
+    torch.manual_seed(0)
+    for name, param in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.5)   # B starts at zero: make the adapter matter
+    peft_model.save_pretrained(tmp_path / "policy")
+
+    lm = load_model(gpt2_dir, device="cpu", adapter=tmp_path / "policy")
+    assert lm.adapter == str(tmp_path / "policy")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    reference = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(gpt2_dir, local_files_only=True), tmp_path / "policy")
+    plain = load_model(gpt2_dir, device="cpu")
+    with torch.no_grad():
+        merged, expected, untuned = (m(input_ids=ids).logits
+                                     for m in (lm.model, reference.eval(), plain.model))
+    assert torch.allclose(merged, expected, atol=1e-4)
+    assert not torch.allclose(merged, untuned, atol=1e-3)
+
+
+def test_a_broken_adapter_is_a_clear_error(gpt2_dir, tmp_path):
+    (tmp_path / "policy").mkdir()
+    with pytest.raises(ModelLoadError, match="adapter"):
+        load_model(gpt2_dir, device="cpu", adapter=tmp_path / "policy")
