@@ -118,3 +118,101 @@ class RewardConfig(ConfigBase):
                          minimum=2, maximum=100000, step=1, label="Minimum pairs")
     seed: int = opt(0, "Seed for the split, data order, LoRA init and dropout.", minimum=0,
                     maximum=2**31 - 1, step=1)
+
+
+@dataclass
+class PPOConfig(ConfigBase):
+    """PPO against a reward model: a LoRA policy and a LoRA value model on one frozen base,
+    per-token KL penalty against the starting policy, GAE, clipped losses (TRL's names)."""
+
+    steps: int = opt(200, "PPO steps: each samples one batch of responses, scores it and "
+                          "trains on it.", minimum=1, maximum=1000000, step=10)
+    batch_size: int = opt(16, "Prompts (one response each) sampled per PPO step.",
+                          minimum=1, maximum=4096, step=1)
+    mini_batch_size: int = opt(4, "Responses per optimiser step within a PPO epoch.",
+                               minimum=1, maximum=4096, step=1, label="Mini-batch size")
+    grad_accum: int = opt(1, "Micro-batches each mini-batch is split into (same result, less "
+                             "memory).", minimum=1, maximum=256, step=1,
+                          label="Gradient accumulation")
+    ppo_epochs: int = opt(4, "Passes over each batch of responses.", minimum=1, maximum=100,
+                          step=1, label="PPO epochs")
+    lr: float = opt(1e-4, "Learning rate (AdamW) for the policy and value LoRA weights and the "
+                          "value head.", minimum=1e-7, maximum=1.0, step=1e-5,
+                    label="Learning rate")
+    weight_decay: float = opt(0.0, "AdamW weight decay.", minimum=0.0, maximum=1.0, step=0.01)
+    max_grad_norm: float = opt(1.0, "Gradient clipping (global norm; 0 = off).", minimum=0.0,
+                               maximum=100.0, step=0.1, label="Max grad norm")
+    kl_coef: float = opt(0.05, "Weight of the per-token KL penalty against the starting "
+                               "policy (the initial value when adaptive).", minimum=0.0,
+                         maximum=10.0, step=0.01, label="KL coefficient")
+    kl_estimator: str = opt("k1", "Per-token KL estimate: k1 = log p - log p_ref (unbiased, "
+                                  "can be negative); k3 = (r - 1) - log r with r = p_ref / p "
+                                  "(never negative, lower variance).", choices=("k1", "k3"),
+                            label="KL estimator")
+    target_kl: float = opt(0.0, "Adaptive KL control (Ziegler et al.): steer the KL per "
+                                "response towards this value by adjusting the coefficient "
+                                "(0 = fixed coefficient).", minimum=0.0, maximum=1000.0,
+                           step=0.5, label="Target KL")
+    kl_horizon: int = opt(10000, "Adaptive KL: responses over which the coefficient may change "
+                                 "by about its current error.", minimum=1, maximum=10**8,
+                          step=1000, label="KL horizon")
+    max_kl: float = opt(50.0, "Stop the run when the KL per response exceeds this (0 = never): "
+                              "the policy has drifted too far from where it started.",
+                        minimum=0.0, maximum=10000.0, step=1.0, label="KL limit")
+    gamma: float = opt(1.0, "Discount over response tokens.", minimum=0.0, maximum=1.0,
+                       step=0.01)
+    lam: float = opt(0.95, "GAE lambda: bias/variance trade-off of the advantages.",
+                     minimum=0.0, maximum=1.0, step=0.01, label="GAE lambda")
+    cliprange: float = opt(0.2, "Policy ratio clipping.", minimum=0.0, maximum=10.0, step=0.05,
+                           label="Policy clip range")
+    cliprange_value: float = opt(0.2, "Value prediction clipping around the rollout values.",
+                                 minimum=0.0, maximum=100.0, step=0.05, label="Value clip range")
+    vf_coef: float = opt(0.1, "Weight of the value loss.", minimum=0.0, maximum=100.0,
+                         step=0.05, label="Value loss weight")
+    whiten_advantages: bool = opt(True, "Normalise advantages to zero mean and unit variance "
+                                        "over the batch's response tokens.")
+    score_clip: float = opt(0.0, "Clip normalised reward-model scores to [-c, c] (0 = off).",
+                            minimum=0.0, maximum=100.0, step=0.5, label="Score clip")
+    missing_eos_penalty: float = opt(1.0, "Subtracted from the score of a response that never "
+                                          "ends (no EOS within max new tokens).", minimum=0.0,
+                                     maximum=100.0, step=0.5, label="No-EOS penalty")
+    max_new_tokens: int = opt(64, "Longest response, in tokens.", minimum=1, maximum=4096,
+                              step=16)
+    temperature: float = opt(1.0, "Sampling temperature of the rollouts (log-probabilities "
+                                  "are taken at the same temperature).", minimum=0.05,
+                             maximum=2.0, step=0.05)
+    top_p: float = opt(1.0, "Nucleus sampling for rollouts (1.0 = the full distribution, "
+                            "which keeps the PPO ratio honest).", minimum=0.05, maximum=1.0,
+                       step=0.01, label="Top-p")
+    top_k: int = opt(0, "Top-k for rollouts (0 = off).", minimum=0, maximum=1000, step=1,
+                     label="Top-k")
+    prompts: str = opt("all", "Prompts to train on: every prompt of the workspace, or only "
+                              "those without a judgment.", choices=("all", "unjudged"))
+    lora_r: int = opt(16, "LoRA rank of the policy and value adapters.", minimum=1,
+                      maximum=512, step=1, label="LoRA rank")
+    lora_alpha: int = opt(32, "LoRA alpha (scale = alpha / rank).", minimum=1, maximum=1024,
+                          step=1, label="LoRA alpha")
+    lora_dropout: float = opt(0.0, "Dropout on the LoRA path (off: it would make the PPO "
+                                   "ratio noisy).", minimum=0.0, maximum=0.9, step=0.05,
+                              label="LoRA dropout")
+    target_modules: str = opt("all-linear", "Layers that get LoRA: 'all-linear' or a "
+                                            "comma-separated list of module names.",
+                              label="LoRA targets")
+    sample_every: int = opt(10, "Show a few (prompt, response, score, KL) samples every N "
+                                "steps.", minimum=1, maximum=100000, step=1)
+    checkpoint_every: int = opt(50, "Save a resumable checkpoint every N steps (and on "
+                                    "cancel).", minimum=1, maximum=100000, step=10)
+    precision: str = opt("auto", "Autocast: auto = bf16 on CUDA where supported, else fp16 on "
+                                 "CUDA, else fp32.", choices=("auto", "bf16", "fp16", "fp32"))
+    device: str = opt("auto", "Where to train.", choices=("auto", "cpu", "cuda", "mps"))
+    seed: int = opt(0, "Seed for prompt order, sampling, LoRA init and mini-batch order.",
+                    minimum=0, maximum=2**31 - 1, step=1)
+
+    def validate(self) -> None:
+        validate_fields(self)
+        if self.mini_batch_size > self.batch_size:
+            raise ValueError(f"mini_batch_size = {self.mini_batch_size} is larger than "
+                             f"batch_size = {self.batch_size}")
+        if self.mini_batch_size % self.grad_accum:
+            raise ValueError(f"mini_batch_size = {self.mini_batch_size} is not a multiple of "
+                             f"grad_accum = {self.grad_accum}")
