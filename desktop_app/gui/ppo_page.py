@@ -1,0 +1,277 @@
+"""PPO: pick a finished reward model, start PPO on the base model, watch it live.
+
+``ml.ppo_train.train_ppo`` runs on a Job thread; Metric events feed the charts, Samples events
+the table of recent rollouts, Progress events the progress line with the time split.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
+                               QPushButton, QScrollArea, QSplitter, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+
+from ..core.config import PPOConfig
+from ..core.events import Log, Metric, Progress
+from ..core.store import Store
+from ..core.workspace import Workspace
+from .charts import ChartBoard
+from .config_form import ConfigForm
+from .jobs import Job
+from .reward_page import _duration
+
+CHARTS = [
+    ("Reward-model score", [("objective/scores", "score"), ("objective/rlhf_reward", "rlhf reward")]),
+    ("KL to the reference", [("objective/kl", "KL")]),
+    ("Losses", [("loss/policy", "policy"), ("loss/value", "value")]),
+    ("Entropy", [("objective/entropy", "entropy")]),
+    ("Clip fraction", [("policy/clipfrac", "policy")]),
+    ("Response length", [("response/length_mean", "tokens")]),
+]
+SAMPLE_ROWS_KEPT = 60
+
+
+class PPOPage(QWidget):
+    training_started = Signal()
+    training_finished = Signal()
+    policy_ready = Signal(str, str)   # base model folder, policy adapter folder
+
+    def __init__(self, workspace: Workspace, store: Store, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.workspace = workspace
+        self.store = store
+        self.base_model: str | None = workspace.load_settings().get("last_model")
+        self.job: Job | None = None
+        self.last_result = None
+
+        self.reward_box = QComboBox()
+        self.base_label = QLabel()
+        self.base_label.setWordWrap(True)
+        self.form = ConfigForm(PPOConfig())
+        scroll = QScrollArea()
+        scroll.setWidget(self.form)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.start_button = QPushButton("Start PPO")
+        self.start_button.clicked.connect(lambda: self.start())
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.clicked.connect(self.resume_last)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.use_button = QPushButton("Generate new pairs with this policy")
+        self.use_button.setToolTip("Load the tuned policy on the Judge page, so your next "
+                                   "judgments compare its responses (the next round).")
+        self.use_button.clicked.connect(self._use_policy)
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 0, 0)
+        lv.addWidget(QLabel("<b>Reward model</b>"))
+        lv.addWidget(self.reward_box)
+        lv.addWidget(self.base_label)
+        lv.addWidget(scroll, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.start_button, 2)
+        row.addWidget(self.resume_button, 1)
+        row.addWidget(self.cancel_button, 1)
+        lv.addLayout(row)
+        lv.addWidget(self.use_button)
+        left.setMinimumWidth(300)
+        left.setMaximumWidth(380)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.progress_label = QLabel("No PPO run yet.")
+        self.progress_label.setWordWrap(True)
+        self.charts = ChartBoard(CHARTS, columns=3)
+        self.samples = QTableWidget(0, 5)
+        self.samples.setHorizontalHeaderLabels(["Step", "Prompt", "Response", "Score", "KL"])
+        self.samples.verticalHeader().hide()
+        self.samples.setWordWrap(True)
+        header = self.samples.horizontalHeader()
+        for col in (0, 3, 4):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        right_split = QSplitter()
+        right_split.setOrientation(right_split.orientation().Vertical)
+        right_split.addWidget(self.charts)
+        right_split.addWidget(self.samples)
+        right_split.setStretchFactor(0, 3)
+        right_split.setStretchFactor(1, 1)
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(0, 0, 0, 0)
+        rv.addWidget(self.progress)
+        rv.addWidget(self.progress_label)
+        rv.addWidget(right_split, 1)
+
+        split = QSplitter()
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        layout = QHBoxLayout(self)
+        layout.addWidget(split)
+        self.set_base_model(self.base_model)
+        self.refresh()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def set_base_model(self, path: str | None) -> None:
+        self.base_model = path
+        self.base_label.setText(
+            f"<b>Base model:</b> {Path(path).name}" if path else
+            "<b>Base model:</b> none — load one on the Models page.")
+        self._update_buttons()
+
+    def refresh(self) -> None:
+        current = self.reward_box.currentData()
+        self.reward_box.clear()
+        for run in reversed(self.store.list_runs()):
+            if run["kind"] == "reward" and run["status"] == "completed" and run["artifact"]:
+                acc = self.store.final_metrics(run["id"]).get("eval/accuracy")
+                self.reward_box.addItem(
+                    f"#{run['id']} · {Path(run['config'].get('base_model', '')).name}"
+                    + (f" · val acc {acc:.2f}" if acc is not None else ""), run["id"])
+        if not self.reward_box.count():
+            self.reward_box.addItem("Train a reward model first", None)
+        elif current is not None and self.reward_box.findData(current) >= 0:
+            self.reward_box.setCurrentIndex(self.reward_box.findData(current))
+        self._update_buttons()
+
+    def _resumable_run(self) -> dict | None:
+        from ..ml.ppo_train import run_dir_for
+        for run in reversed(self.store.list_runs()):
+            if run["kind"] == "ppo":
+                if run["status"] in ("cancelled", "failed") and \
+                        (run_dir_for(self.workspace, run["id"]) / "checkpoint").is_dir():
+                    return run
+                return None
+        return None
+
+    def _update_buttons(self) -> None:
+        running = self.job is not None and self.job.running
+        ready = self.reward_box.currentData() is not None and bool(self.base_model)
+        self.start_button.setEnabled(ready and not running)
+        self.cancel_button.setEnabled(running)
+        resumable = self._resumable_run()
+        self.resume_button.setEnabled(resumable is not None and not running)
+        self.resume_button.setText(f"Resume #{resumable['id']}" if resumable else "Resume")
+        self.use_button.setEnabled(not running and self.last_result is not None
+                                   and self.last_result.status == "completed")
+
+    # -- running -----------------------------------------------------------------------------
+
+    def start(self, resume_run_id: int | None = None) -> None:
+        from ..ml.ppo_train import train_ppo
+        if self.job is not None and self.job.running:
+            return
+        cfg, base, reward = self.form.value(), self.base_model, self.reward_box.currentData()
+        workspace = self.workspace
+
+        def work(emit, stop):
+            return train_ppo(workspace, cfg, base_model=base, reward_run_id=reward,
+                             resume_run_id=resume_run_id, emit=emit, stop=stop)
+
+        self.charts.clear()
+        if resume_run_id is not None:
+            for point in self.store.metrics(resume_run_id):
+                self.charts.add_point(point["name"], point["step"], point["value"])
+        self.samples.setRowCount(0)
+        self.started_at = time.monotonic()
+        self.job = Job(work, self, name="train-ppo")
+        self.job.event.connect(self._on_event)
+        self.job.succeeded.connect(self._on_result)
+        self.job.failed.connect(self._show_error)
+        self.job.finished.connect(self._on_finished)
+        self.progress.setRange(0, 0)
+        self.progress_label.setText("Loading the base model, the reward model and the adapters…")
+        self.job.start()
+        self._update_buttons()
+        self.training_started.emit()
+
+    def resume_last(self) -> None:
+        run = self._resumable_run()
+        if run is not None:
+            self.start(resume_run_id=run["id"])
+
+    def cancel(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+            self.progress_label.setText("Stopping after this step and saving a checkpoint…")
+
+    def _on_event(self, event) -> None:
+        from ..ml.ppo_train import Samples
+        if isinstance(event, Metric):
+            self.charts.add_point(event.name, event.step, event.value)
+        elif isinstance(event, Samples):
+            self._add_samples(event)
+        elif isinstance(event, Progress):
+            if event.total:
+                self.progress.setRange(0, event.total)
+                self.progress.setValue(event.done)
+                self.progress.setFormat("step %v / %m")
+            x = event.extra
+            parts = [event.message]
+            if "eta_s" in x:
+                parts.append(f"ETA {_duration(x['eta_s'])}")
+            if "score" in x:
+                parts.append(f"score {x['score']:+.3f}   KL {x['kl']:.3f}")
+            if "generation_s" in x:
+                parts.append(f"time: generate {x['generation_s']:.1f} s · score "
+                             f"{x['scoring_s']:.1f} s · optimise {x['optimization_s']:.1f} s")
+            if "memory_gib" in x:
+                parts.append(f"{x['memory_gib']:.2f} GiB")
+            self.progress_label.setText("   ·   ".join(parts))
+        elif isinstance(event, Log) and event.level in ("info", "warning", "error"):
+            self.progress_label.setText(event.message)
+
+    def _add_samples(self, event) -> None:
+        for row in event.rows:
+            self.samples.insertRow(0)
+            values = [str(event.step), row["prompt"], row["response"], f"{row['score']:+.2f}",
+                      f"{row['kl']:.2f}"]
+            for col, value in enumerate(values):
+                item = QTableWidgetItem(value[:400])
+                item.setToolTip(value[:3000])
+                self.samples.setItem(0, col, item)
+        while self.samples.rowCount() > SAMPLE_ROWS_KEPT:
+            self.samples.removeRow(self.samples.rowCount() - 1)
+
+    def _on_result(self, result) -> None:
+        self.last_result = result
+        if result.status == "completed":
+            first = f"{result.score_first:+.3f}" if result.score_first is not None else "–"
+            last = f"{result.score_last:+.3f}" if result.score_last is not None else "–"
+            self.progress_label.setText(
+                f"Run #{result.run_id} finished in {_duration(time.monotonic() - self.started_at)}"
+                f": score {first} → {last}, KL {result.kl:.3f}. Policy saved to {result.artifact}")
+        elif result.status == "cancelled":
+            self.progress_label.setText(f"Run #{result.run_id} cancelled at step {result.step}; "
+                                        "its checkpoint is kept — press Resume to continue.")
+        else:
+            self._show_error(result.error or "PPO failed.")
+
+    def _show_error(self, message: str) -> None:
+        self.progress_label.setText(f"<span style='color:#b00020'>{message}</span>")
+
+    def _on_finished(self) -> None:
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 1)
+        self.refresh()
+        self.training_finished.emit()
+
+    def _use_policy(self) -> None:
+        run = self.store.get_run(self.last_result.run_id) if self.last_result else None
+        if run and run["artifact"]:
+            self.policy_ready.emit(run["config"].get("base_model", self.base_model),
+                                   run["artifact"])
+
+    def shutdown(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+            self.job.wait(120000)

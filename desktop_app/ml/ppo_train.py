@@ -1,0 +1,635 @@
+"""PPO against a trained reward model, as a job: it reports through ``emit`` and honours a stop
+token, like reward training, so the GUI runs it on a worker thread and the CLI in the foreground.
+
+    train_ppo   the job
+      1. setup    reward run -> its adapter and reward statistics; prompts; one base model with
+                  the policy, value, reward adapters (ppo_models); AdamW over policy + value
+      2. run      a new run (kind "ppo", parent = the reward run) or the resumed one
+      3. step     rollouts from the policy (sampling.generate_tokens, the annotation sampler)
+                  -> scores (normalised with the reward run's mean/std, clipped, no-EOS penalty)
+                  -> old, reference log-probs and values -> per-token KL penalty -> GAE
+                  -> ppo_epochs x mini-batches of clipped policy + value loss, clip, AdamW
+                  -> metrics (TRL's names), KL coefficient update, samples, checkpoint
+      4. end      policy adapter (+ tokenizer) saved; completed
+
+The run folder ``runs/NNNN-ppo`` holds policy/ (a standard PEFT adapter for
+``AutoModelForCausalLM``, tokenizer included), checkpoint/ (policy/, value/, value_head.pt,
+trainer_state.pt), prompts.json (the prompt ids the run draws from) and config.json.
+
+Failures, as for reward training: problems found before the run exists raise
+``PPOTrainingError``; once it exists, non-finite values, a device out-of-memory and a KL past
+``cfg.max_kl`` end it as "failed" and the job returns a ``PPOResult`` whose ``error`` says why.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..core.config import PPOConfig, SamplingConfig
+from ..core.events import Emit, Log, Metric, Progress, StopToken, ignore
+from ..core.store import Store
+from . import ppo_core as core
+from .model_loader import _first_line
+from .ppo_models import POLICY, VALUE, LoraSpec, PPOModelError, build_ppo_models
+from .reward_model import RewardModelError
+from .reward_train import (
+    RewardTrainingError,
+    _is_oom,
+    _memory_gib,
+    _precision,
+    _rng_state,
+    _set_rng_state,
+    _write_json,
+)
+from .sampling import PromptInput, derive_seed, encode_prompt, generate_tokens
+
+KIND = "ppo"
+_OOM_ADVICE = ("try a smaller batch or mini-batch size (with gradient accumulation), fewer new "
+               "tokens, or a smaller LoRA rank")
+SAMPLE_ROWS = 4
+
+# Everything a step reports, in this order (TRL's names).
+METRICS = ("objective/scores", "objective/raw_scores", "objective/kl", "objective/non_score_reward",
+           "objective/rlhf_reward", "objective/entropy", "objective/kl_coef", "policy/approxkl",
+           "policy/clipfrac", "loss/policy", "loss/value", "val/ratio", "val/clipfrac",
+           "val/var_explained", "response/length_mean", "response/eos_share", "train/grad_norm",
+           "time/generation_s", "time/scoring_s", "time/optimization_s", "memory_gib")
+
+
+class PPOTrainingError(Exception):
+    """PPO cannot start or go on; the message is one sentence for the user."""
+
+
+@dataclass
+class PPOResult:
+    run_id: int
+    status: str  # completed | cancelled | failed
+    step: int
+    total_steps: int
+    score_first: float | None  # mean objective/scores over the first 10% of steps
+    score_last: float | None  # ... and over the last 10% of the steps done
+    kl: float | None  # objective/kl of the last step
+    artifact: str | None  # the policy adapter folder, when completed
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A few rollouts of one step for the sample table: dicts with prompt, response, score
+    (normalised, as PPO uses it) and kl (summed over the response)."""
+
+    step: int
+    rows: list[dict] = field(default_factory=list)
+
+
+def run_dir_for(workspace, run_id: int) -> Path:
+    return Path(workspace.runs_dir) / f"{run_id:04d}-{KIND}"
+
+
+# ---- the job ---------------------------------------------------------------------------------
+
+def train_ppo(workspace, cfg: PPOConfig, *, base_model: str, reward_run_id: int,
+              resume_run_id: int | None = None, emit: Emit = ignore,
+              stop: StopToken | None = None) -> PPOResult:
+    """Tune a LoRA policy on ``base_model`` against reward run ``reward_run_id``'s model, or
+    resume run ``resume_run_id`` (its own configuration, base model and reward run are then
+    used; ``cfg``, ``base_model`` and ``reward_run_id`` are ignored). Opens its own Store."""
+    stop = stop or StopToken()
+    store = Store(workspace.db_path)
+    try:
+        trainer = _Trainer.prepare(workspace, store, cfg, base_model, reward_run_id,
+                                   resume_run_id, emit, stop)
+        return _guarded(trainer)
+    finally:
+        store.close()
+
+
+def _guarded(trainer: "_Trainer") -> PPOResult:
+    store, run_id = trainer.store, trainer.run_id
+    try:
+        return trainer.run()
+    except _StopRun as exc:
+        error = str(exc)
+    except BaseException as exc:  # noqa: BLE001 - every way out must leave the run finished
+        if not _is_oom(exc):
+            store.finish_run(run_id, "failed", error=_first_line(exc))
+            raise
+        error = f"Ran out of device memory at step {trainer.step + 1}: {_OOM_ADVICE}."
+    result = trainer.result("failed", error=error)
+    store.finish_run(run_id, "failed", error=error)
+    trainer.emit(Log(error, "error"))
+    trainer.release()
+    return result
+
+
+class _StopRun(Exception):
+    """A guard rail ended the run (non-finite values, KL past the limit)."""
+
+
+@dataclass
+class _Rollout:
+    sequences: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_width: int
+    mask: torch.Tensor
+    old_logp: torch.Tensor
+    old_values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+
+class _Trainer:
+    # ---- 1-2: setup and run ------------------------------------------------------------------
+
+    @classmethod
+    def prepare(cls, workspace, store: Store, cfg: PPOConfig, base_model: str,
+                reward_run_id: int, resume_run_id: int | None, emit: Emit,
+                stop: StopToken) -> "_Trainer":
+        self = cls()
+        self.workspace, self.store, self.emit, self.stop = workspace, store, emit, stop
+        resume = resume_run_id is not None
+        checkpoint = None
+        if resume:
+            run, checkpoint, cfg = _resumable(workspace, store, resume_run_id)
+            base_model = run["config"]["base_model"]
+            reward_run_id = run["parent_run_id"]
+            self.run_dir = run_dir_for(workspace, resume_run_id)
+            prompt_ids = _read_prompt_ids(self.run_dir, resume_run_id)
+        else:
+            _validate(cfg)
+            prompt_ids = None
+        self.cfg = cfg
+        self.base_model = str(Path(base_model).expanduser().resolve())
+
+        # 1. The reward run: adapter and the statistics its scores are normalised with.
+        reward_adapter, self.reward_stats = _reward_model_of(workspace, store, reward_run_id)
+        self.reward_run_id = reward_run_id
+        if self.reward_stats is None:
+            self.reward_stats = {"mean": 0.0, "std": 1.0}
+            emit(Log(f"Reward run {reward_run_id} has no reward_stats.json; scores are used "
+                     "without normalisation.", "warning"))
+
+        # Prompts: a new run picks them now (and saves their ids); a resume reuses them.
+        self.prompts = _prompts(store, cfg, prompt_ids)
+        if not self.prompts:
+            which = "without a judgment " if cfg.prompts == "unjudged" else ""
+            raise PPOTrainingError(f"PPO needs prompts, and the workspace has no prompts "
+                                   f"{which}to train on; import some first.")
+
+        # Device, number formats, models.
+        try:
+            choice, self.autocast_dtype = _precision(cfg)
+        except RewardTrainingError as exc:
+            raise PPOTrainingError(str(exc)) from exc
+        self.device = choice.device
+        emit(Progress(0, 0, "Loading the base model"))
+        try:
+            self.models = build_ppo_models(
+                self.base_model, reward_adapter, choice,
+                LoraSpec(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules),
+                seed=cfg.seed)
+        except (PPOModelError, RewardModelError) as exc:
+            raise PPOTrainingError(str(exc)) from exc
+        except BaseException as exc:
+            if _is_oom(exc):
+                raise PPOTrainingError(f"The models do not fit in device memory: "
+                                       f"{_OOM_ADVICE}.") from exc
+            raise
+        named = self.models.trainable_parameters()
+        self.param_names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                           fused=self.device.startswith("cuda") or None)
+        self.scaler = (torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16
+                       else None)
+        self.kl_ctl = core.kl_controller(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
+        tokenizer = self.models.tokenizer
+        self.prompt_tokens = {p.prompt_id: encode_prompt(tokenizer, p) for p in self.prompts}
+        self.sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p,
+                                       top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
+                                       repetition_penalty=1.0, batch_size=cfg.batch_size)
+        self.total_steps = cfg.steps
+        self.step = 0
+        self.history: list[dict[str, float]] = []  # per step: scores, kl
+
+        # 2. The run: new, or the resumed one rolled back to its checkpoint.
+        if resume:
+            self.run_id = resume_run_id
+            self._load_checkpoint(checkpoint)
+            store.reopen_run(self.run_id)
+            store.delete_metrics_after(self.run_id, self.step)
+            emit(Log(f"Resuming PPO run {self.run_id} from step {self.step} of "
+                     f"{self.total_steps}."))
+        else:
+            config = cfg.to_dict() | {"base_model": self.base_model,
+                                      "reward_run_id": reward_run_id}
+            self.run_id = store.create_run(KIND, config, parent_run_id=reward_run_id)
+            self.run_dir = run_dir_for(workspace, self.run_id)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                _write_json(self.run_dir / "prompts.json",
+                            {"prompt_ids": [p.prompt_id for p in self.prompts]})
+                _write_json(self.run_dir / "config.json", config | {"run_id": self.run_id})
+            except OSError as exc:
+                store.finish_run(self.run_id, "failed", error=_first_line(exc))
+                raise PPOTrainingError(f"Cannot write the run folder {self.run_dir}: "
+                                       f"{exc.strerror or exc}.") from exc
+        control = (f"adaptive KL (target {cfg.target_kl})" if cfg.target_kl > 0
+                   else f"fixed KL coefficient {cfg.kl_coef}")
+        emit(Log(f"PPO run {self.run_id}: {len(self.prompts)} prompts, {cfg.batch_size} "
+                 f"responses per step, {self.total_steps} steps on {self.device}, {control}, "
+                 f"reward model of run {reward_run_id}."))
+        return self
+
+    # ---- 3: the loop -------------------------------------------------------------------------
+
+    def run(self) -> PPOResult:
+        cfg = self.cfg
+        if self.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.session_steps, self.session_seconds = 0, 0.0
+        while self.step < self.total_steps:
+            if self.stop.requested:
+                return self._cancel()
+            started = time.perf_counter()
+            values = self._ppo_step()
+            if values is None:  # stopped during generation: this step never happened
+                return self._cancel()
+            self.step += 1
+            self.session_steps += 1
+            self.session_seconds += time.perf_counter() - started
+            self.history.append({"scores": values["objective/scores"],
+                                 "kl": values["objective/kl"]})
+            self._record(values)
+            self._progress(values)
+            if cfg.max_kl > 0 and values["objective/kl"] > cfg.max_kl:
+                raise _StopRun(f"KL reached {values['objective/kl']:.3g} at step {self.step}, "
+                               f"past the limit of {cfg.max_kl:g}: the policy drifted too far "
+                               "from where it started; lower the learning rate or raise the "
+                               "KL coefficient.")
+            if self.step % cfg.checkpoint_every == 0 and self.step < self.total_steps:
+                self._save_checkpoint()
+        return self._finish()
+
+    def _ppo_step(self) -> dict[str, float] | None:
+        cfg, models = self.cfg, self.models
+        # 3a. Rollouts: the policy samples one response per prompt, as the annotation loop does.
+        t0 = time.perf_counter()
+        batch = self._prompt_batch(self.step)
+        with models.use(POLICY):
+            out = generate_tokens(models.lm, [self.prompt_tokens[p.prompt_id] for p in batch], 1,
+                                  self.sampling, derive_seed(cfg.seed, self.step, 0), self.stop)
+        if self.stop.requested:
+            return None
+        seq, width = out.sequences, out.prompt_width
+        mask = out.completion_mask
+        columns = torch.arange(width, device=seq.device)
+        lengths = torch.tensor(out.prompt_lengths, device=seq.device)
+        prompt_mask = columns[None, :] >= (width - lengths)[:, None]
+        attention = torch.cat([prompt_mask, mask], dim=1).long()
+        t1 = time.perf_counter()
+
+        # 3b. Scores, reference and old log-probs, values: no gradients.
+        with torch.no_grad(), self._autocast():
+            raw, old_logp, entropy, ref_logp, old_values = self._score(seq, attention, width)
+        stats = self.reward_stats
+        scores = core.normalise_scores(raw, stats["mean"], stats["std"], cfg.score_clip)
+        penalised = core.apply_missing_eos_penalty(scores, out.finished, cfg.missing_eos_penalty)
+        kl = core.kl_per_token(old_logp, ref_logp, cfg.kl_estimator).masked_fill(~mask, 0.0)
+        kl_coef = self.kl_ctl.value
+        rewards, non_score = core.token_rewards(penalised, kl, mask, kl_coef)
+        old_values = old_values.masked_fill(~mask, 0.0)
+        advantages, returns = core.gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = core.whiten(advantages, mask)
+        rollout = _Rollout(seq, attention, width, mask, old_logp, old_values, advantages, returns)
+        kl_sum = kl.sum(1)
+        summary = torch.stack([
+            scores.mean(), raw.float().mean(), kl_sum.mean(), non_score.sum(1).mean(),
+            (penalised + non_score.sum(1)).mean(), core.masked_mean(entropy, mask),
+            mask.sum(1).float().mean(), out.finished.float().mean()]).tolist()
+        if not all(math.isfinite(v) for v in summary):
+            raise _StopRun(f"Scores, log-probabilities or KL became non-finite at step "
+                           f"{self.step + 1}; try a lower learning rate.")
+        t2 = time.perf_counter()
+
+        # 3c. Optimisation: ppo_epochs passes over shuffled mini-batches.
+        train = self._optimise(rollout)
+        t3 = time.perf_counter()
+
+        # 3d. The KL coefficient follows the measured KL (adaptive control), for the next step.
+        self.kl_ctl.update(summary[2], len(batch))
+        values = dict(zip(("objective/scores", "objective/raw_scores", "objective/kl",
+                           "objective/non_score_reward", "objective/rlhf_reward",
+                           "objective/entropy", "response/length_mean", "response/eos_share"),
+                          summary))
+        values |= train
+        values["objective/kl_coef"] = kl_coef
+        values["val/var_explained"] = core.explained_variance(old_values, returns, mask)
+        values["time/generation_s"] = t1 - t0
+        values["time/scoring_s"] = t2 - t1
+        values["time/optimization_s"] = t3 - t2
+        values["memory_gib"] = _memory_gib(self.device)
+        if (self.step + 1) % cfg.sample_every == 0 or self.step == 0:
+            self._emit_samples(batch, out, scores, kl_sum)
+        return {k: values[k] for k in METRICS if k in values and math.isfinite(values[k])}
+
+    def _score(self, seq, attention, width):
+        """Reward, policy (old) and reference log-probs and values, in mini-batch chunks."""
+        models, cfg = self.models, self.cfg
+        parts: list[list[torch.Tensor]] = [[] for _ in range(5)]
+        for start in range(0, len(seq), cfg.mini_batch_size):
+            s, a = seq[start:start + cfg.mini_batch_size], attention[start:start + cfg.mini_batch_size]
+            parts[0].append(models.scores(s, a).float())
+            logp, ent = models.logprobs(POLICY, s, a, width, cfg.temperature, with_entropy=True)
+            parts[1].append(logp)
+            parts[2].append(ent)
+            parts[3].append(models.reference_logprobs(s, a, width, cfg.temperature))
+            parts[4].append(models.values(s, a, width).float())
+        return [torch.cat(p) for p in parts]
+
+    def _optimise(self, r: _Rollout) -> dict[str, float]:
+        cfg, models = self.cfg, self.models
+        n = len(r.sequences)
+        micro = cfg.mini_batch_size // cfg.grad_accum
+        sums = torch.zeros(7, device=r.sequences.device)  # pl, vl, approxkl, clipfrac, ratio, vclip, n
+        norms: list[torch.Tensor] = []
+        models.peft.train()
+        try:
+            for epoch in range(cfg.ppo_epochs):
+                order = list(range(n))
+                random.Random(f"ppo-order:{cfg.seed}:{self.step}:{epoch}").shuffle(order)
+                for start in range(0, n, cfg.mini_batch_size):
+                    mini = order[start:start + cfg.mini_batch_size]
+                    for k in range(0, len(mini), micro):
+                        rows = torch.tensor(mini[k:k + micro], device=r.sequences.device)
+                        mask = r.mask[rows]
+                        # Columns past the longest response of these rows are all padding.
+                        t = int(mask.sum(1).max().item())
+                        t = max(t, 1)
+                        seq = r.sequences[rows, :r.prompt_width + t]
+                        att = r.attention_mask[rows, :r.prompt_width + t]
+                        mask = mask[:, :t]
+                        with self._autocast():
+                            logp, _ = models.logprobs(POLICY, seq, att, r.prompt_width,
+                                                      cfg.temperature)
+                            v = models.values(seq, att, r.prompt_width).float()
+                        pl = core.policy_loss(logp, r.old_logp[rows, :t], r.advantages[rows, :t],
+                                              mask, cfg.cliprange)
+                        vl = core.value_loss(v, r.old_values[rows, :t], r.returns[rows, :t], mask,
+                                             cfg.cliprange_value)
+                        loss = (pl["loss"] + cfg.vf_coef * vl["loss"]) * len(rows) / len(mini)
+                        (self.scaler.scale(loss) if self.scaler else loss).backward()
+                        sums += torch.stack([pl["loss"].detach(), vl["loss"].detach(),
+                                             pl["approxkl"].detach(), pl["clipfrac"],
+                                             pl["ratio"].detach(), vl["clipfrac"],
+                                             torch.ones((), device=sums.device)])
+                    norms.append(self._optimizer_step())
+        finally:
+            models.peft.eval()
+        values = sums.tolist()
+        count = max(values[6], 1.0)
+        if not all(math.isfinite(v) for v in values):
+            raise _StopRun(f"The PPO loss became non-finite at step {self.step + 1}; try a "
+                           "lower learning rate.")
+        finite = [x for x in torch.stack(norms).tolist() if math.isfinite(x)]
+        return {"loss/policy": values[0] / count, "loss/value": values[1] / count,
+                "policy/approxkl": values[2] / count, "policy/clipfrac": values[3] / count,
+                "val/ratio": values[4] / count, "val/clipfrac": values[5] / count,
+                "train/grad_norm": sum(finite) / len(finite) if finite else float("nan")}
+
+    def _optimizer_step(self) -> torch.Tensor:
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm.detach().float()
+
+    def _prompt_batch(self, step: int) -> list[PromptInput]:
+        """The prompts of ``step``: the run walks through its prompts in an order drawn anew
+        each epoch from (seed, epoch) alone, so any step's prompts are known on resume."""
+        n, size = len(self.prompts), self.cfg.batch_size
+        batch = []
+        for index in range(step * size, (step + 1) * size):
+            epoch, position = divmod(index, n)
+            order = list(range(n))
+            random.Random(f"ppo-prompts:{self.cfg.seed}:{epoch}").shuffle(order)
+            batch.append(self.prompts[order[position]])
+        return batch
+
+    # ---- reporting ---------------------------------------------------------------------------
+
+    def _record(self, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.emit(Metric(self.step, name, value))
+        self.store.add_metrics(self.run_id, [(self.step, n, v) for n, v in values.items()])
+
+    def _progress(self, values: dict[str, float]) -> None:
+        per_step = self.session_seconds / max(1, self.session_steps)
+        self.emit(Progress(self.step, self.total_steps, "PPO", extra={
+            "eta_s": per_step * (self.total_steps - self.step),
+            "score": values["objective/scores"], "kl": values["objective/kl"],
+            "generation_s": values["time/generation_s"], "scoring_s": values["time/scoring_s"],
+            "optimization_s": values["time/optimization_s"],
+            "memory_gib": values["memory_gib"], "run_id": self.run_id}))
+
+    def _emit_samples(self, batch, out, scores, kl_sum) -> None:
+        tokenizer = self.models.tokenizer
+        rows = out.completions[:SAMPLE_ROWS].tolist()
+        lengths = out.text_lengths[:SAMPLE_ROWS].tolist()
+        texts = tokenizer.batch_decode([r[:n] for r, n in zip(rows, lengths)],
+                                       skip_special_tokens=True)
+        self.emit(Samples(self.step + 1, [
+            {"prompt": p.text, "response": t, "score": s, "kl": k}
+            for p, t, s, k in zip(batch, texts, scores[:SAMPLE_ROWS].tolist(),
+                                  kl_sum[:SAMPLE_ROWS].tolist())]))
+
+    # ---- checkpoints and the end -------------------------------------------------------------
+
+    def _save_checkpoint(self) -> None:
+        final, tmp, old = (self.run_dir / n for n in ("checkpoint", "checkpoint.tmp",
+                                                       "checkpoint.old"))
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.models.save_adapter(POLICY, tmp / "policy")
+        self.models.save_adapter(VALUE, tmp / "value")
+        torch.save(self.models.value_head.state_dict(), tmp / "value_head.pt")
+        torch.save({
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "kl_coef": self.kl_ctl.value,
+            "history": self.history,
+            "rng": _rng_state(self.device),
+            "param_names": self.param_names,
+        }, tmp / "trainer_state.pt")
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _load_checkpoint(self, checkpoint: Path) -> None:
+        try:
+            state = torch.load(checkpoint / "trainer_state.pt", map_location="cpu",
+                               weights_only=True)
+            self.models.load_adapter_weights(POLICY, checkpoint / "policy")
+            self.models.load_adapter_weights(VALUE, checkpoint / "value")
+            self.models.value_head.load_state_dict(
+                torch.load(checkpoint / "value_head.pt", map_location=self.device,
+                           weights_only=True))
+        except Exception as exc:
+            raise PPOTrainingError(f"The checkpoint of run {self.run_id} cannot be read "
+                                   f"({_first_line(exc)}).") from exc
+        if state["param_names"] != self.param_names:
+            raise PPOTrainingError(f"The checkpoint of run {self.run_id} does not match its "
+                                   "model any more, so it cannot be resumed.")
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = state["step"]
+        self.kl_ctl.value = state["kl_coef"]
+        self.history = list(state["history"])
+        _set_rng_state(state["rng"], self.device)
+
+    def _cancel(self) -> PPOResult:
+        self._save_checkpoint()
+        self.store.finish_run(self.run_id, "cancelled")
+        self.emit(Log(f"PPO run {self.run_id} cancelled at step {self.step}; its checkpoint is "
+                      "kept, so it can be resumed."))
+        result = self.result("cancelled")
+        self.release()
+        return result
+
+    def _finish(self) -> PPOResult:
+        policy, tmp = self.run_dir / "policy", self.run_dir / "policy.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.models.save_adapter(POLICY, tmp, tokenizer=True)
+        shutil.rmtree(policy, ignore_errors=True)
+        tmp.rename(policy)
+        shutil.rmtree(self.run_dir / "checkpoint", ignore_errors=True)
+        self.store.finish_run(self.run_id, "completed", artifact=str(policy))
+        self.emit(Progress(self.step, self.total_steps, "PPO finished"))
+        result = self.result("completed", artifact=str(policy))
+        self.release()
+        return result
+
+    def result(self, status: str, artifact: str | None = None,
+               error: str | None = None) -> PPOResult:
+        first, last = _score_ends(self.history, self.total_steps)
+        return PPOResult(run_id=self.run_id, status=status, step=self.step,
+                         total_steps=self.total_steps, score_first=first, score_last=last,
+                         kl=self.history[-1]["kl"] if self.history else None,
+                         artifact=artifact, error=error)
+
+    def release(self) -> None:
+        self.models = self.optimizer = self.params = None
+        if self.device.startswith("cuda"):
+            gc.collect()
+            torch.cuda.empty_cache()
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+def _score_ends(history: list[dict], total_steps: int) -> tuple[float | None, float | None]:
+    """Mean score over the first and the last 10% of the steps (at least one step each)."""
+    if not history:
+        return None, None
+    k = max(1, math.ceil(0.1 * total_steps))
+    head, tail = history[:k], history[-k:]
+    return (sum(h["scores"] for h in head) / len(head), sum(h["scores"] for h in tail) / len(tail))
+
+
+def _validate(cfg: PPOConfig) -> None:
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise PPOTrainingError(f"{exc}.") from exc
+
+
+def _reward_model_of(workspace, store: Store, run_id: int | None) -> tuple[Path, dict | None]:
+    """The reward run's adapter folder and its reward statistics."""
+    run = store.get_run(run_id) if run_id is not None else None
+    if run is None:
+        raise PPOTrainingError(f"There is no reward run {run_id}.")
+    if run["kind"] != "reward":
+        raise PPOTrainingError(f"Run {run_id} is a {run['kind']} run, not a reward-model run.")
+    if run["status"] != "completed" or not run["artifact"]:
+        raise PPOTrainingError(f"Reward run {run_id} is {run['status']}; PPO needs a completed "
+                               "reward model.")
+    adapter = Path(run["artifact"])
+    if not (adapter / "adapter_config.json").is_file():
+        raise PPOTrainingError(f"The reward model of run {run_id} is missing ({adapter}).")
+    try:
+        stats = json.loads((adapter.parent / "reward_stats.json").read_text(encoding="utf-8"))
+        stats = {"mean": float(stats["mean"]), "std": float(stats["std"]) or 1.0}
+    except (OSError, ValueError, KeyError, TypeError):
+        stats = None
+    return adapter, stats
+
+
+def _prompts(store: Store, cfg: PPOConfig, ids: list[int] | None) -> list[PromptInput]:
+    rows = store.list_prompts()
+    if ids is None:
+        rows = [r for r in rows if cfg.prompts == "all" or not r["judged"]]
+    else:
+        by_id = {r["id"]: r for r in rows}
+        rows = [by_id[i] for i in ids if i in by_id]
+    out = []
+    for r in rows:
+        full = store.get_prompt(r["id"])
+        messages = json.loads(full["messages"]) if full and full.get("messages") else None
+        out.append(PromptInput(r["id"], r["text"], messages))
+    return out
+
+
+def _read_prompt_ids(run_dir: Path, run_id: int) -> list[int]:
+    try:
+        return list(json.loads((run_dir / "prompts.json").read_text(encoding="utf-8"))
+                    ["prompt_ids"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise PPOTrainingError(f"Run {run_id} cannot be resumed: its prompts.json is missing "
+                               "or unreadable.") from exc
+
+
+def _resumable(workspace, store: Store, run_id: int) -> tuple[dict, Path, PPOConfig]:
+    run = store.get_run(run_id)
+    if run is None:
+        raise PPOTrainingError(f"There is no run {run_id} to resume.")
+    if run["kind"] != KIND:
+        raise PPOTrainingError(f"Run {run_id} is a {run['kind']} run, not a PPO run.")
+    if run["status"] == "completed":
+        raise PPOTrainingError(f"Run {run_id} is already completed; start a new run instead.")
+    checkpoint = None
+    for name in ("checkpoint", "checkpoint.old"):
+        folder = run_dir_for(workspace, run_id) / name
+        if (folder / "trainer_state.pt").is_file() and (folder / "policy").is_dir():
+            checkpoint = folder
+            break
+    if checkpoint is None:
+        raise PPOTrainingError(f"Run {run_id} has no checkpoint to resume from.")
+    cfg = PPOConfig.from_dict(run["config"])
+    _validate(cfg)
+    return run, checkpoint, cfg

@@ -1,0 +1,336 @@
+"""PPO end to end on a tiny model with a synthetic preference: the annotator prefers responses
+that say "cat". Judgments on the base model's own samples -> reward model -> PPO, and the
+policy's reward-model score rises while KL stays finite; the tuned policy says "cat" more often
+than the base. Also cancel + resume, guard rails, metrics, the artifact in plain peft."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from desktop_app.core.config import PPOConfig, RewardConfig, SamplingConfig
+from desktop_app.core.events import Log, Metric, Progress, StopToken
+from desktop_app.core.store import GenerationIn, Store
+from desktop_app.core.workspace import Workspace
+from desktop_app.ml import ppo_train
+from desktop_app.ml.model_loader import load_model
+from desktop_app.ml.ppo_train import METRICS, PPOTrainingError, Samples, train_ppo
+from desktop_app.ml.reward_train import train_reward_model
+from desktop_app.ml.sampling import PromptInput, sample_batch
+from desktop_app.ml.tiny_models import build_tiny_model, train_causal_lm, train_tokenizer
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
+
+WORDS = "the cat sat on mat and looked at rain a dog ran in park red ball".split()
+MARK = "cat"
+REWARD = dict(epochs=4.0, lr=1e-2, batch_size=8, lora_r=8, lora_alpha=16, max_length=64,
+              eval_every=100, log_every=5, val_fraction=0.2, warmup_ratio=0.1, min_pairs=16)
+PPO = dict(steps=40, batch_size=16, mini_batch_size=8, ppo_epochs=4, lr=5e-3, max_new_tokens=10,
+           kl_coef=0.05, lora_r=8, lora_alpha=16, sample_every=10, score_clip=3.0,
+           missing_eos_penalty=0.0, checkpoint_every=1000)
+SAMPLING = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=10)
+
+
+def marker_rate(lm, n: int = 64) -> float:
+    prompts = [PromptInput(i, f"Question {i}: tell me about the dog") for i in range(n)]
+    rows = sample_batch(lm, prompts, 1, SAMPLING, seed=123)
+    return sum(MARK in r[0].text for r in rows) / n
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    """A tiny GPT-2 taught to babble the words above (so it says "cat" now and then), and a
+    workspace where pairs of its own samples were judged: the response with "cat" wins."""
+    root = tmp_path_factory.mktemp("ppo")
+    rng = random.Random(0)
+    corpus = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 6))) for _ in range(400)]
+    tokenizer = train_tokenizer(corpus, vocab_size=300)
+    model = build_tiny_model("gpt2", tokenizer, None, hidden=32, heads=2)
+    train_causal_lm(model, tokenizer, corpus, seconds=1e9, max_steps=200, seq_len=64, lr=1e-2)
+    base = root / "base"
+    model.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+
+    ws = Workspace.open(root / "ws")
+    base_lm = load_model(base, device="cpu")
+    others = [w for w in WORDS if w != MARK]
+
+    def with_marker(text: str) -> str:
+        words = [MARK if rng.random() < 0.5 else w for w in (text.split() or ["x"])]
+        words[rng.randrange(len(words))] = MARK
+        return " ".join(words)
+
+    with Store(ws.db_path) as store:
+        store.add_prompts([f"Question {i}: tell me about the {rng.choice(others)}"
+                           for i in range(60)])
+        rows = store.list_prompts()
+        samples = sample_batch(base_lm, [PromptInput(r["id"], r["text"]) for r in rows], 4,
+                               SAMPLING, seed=7)
+        pairs = [(r["id"], GenerationIn(with_marker(a.text), "m"), GenerationIn(b.text, "m"))
+                 for r, s in zip(rows, samples) for a, b in ((s[0], s[1]), (s[2], s[3]))
+                 if MARK not in b.text]
+        for cid in store.add_pairs(pairs, rng=random.Random(0)):
+            store.judge(cid, "a")
+    reward = train_reward_model(ws, RewardConfig(**REWARD), base_model=str(base))
+    assert reward.status == "completed" and reward.val_accuracy >= 0.7
+    return {"ws": ws, "base": base, "reward": reward, "base_rate": marker_rate(base_lm)}
+
+
+@pytest.fixture(scope="module")
+def run(task):
+    events = []
+    result = train_ppo(task["ws"], PPOConfig(**PPO), base_model=str(task["base"]),
+                       reward_run_id=task["reward"].run_id, emit=events.append)
+    return {"result": result, "events": events}
+
+
+def series(events, name):
+    return [e.value for e in events if isinstance(e, Metric) and e.name == name]
+
+
+# ---- learning ------------------------------------------------------------------------------
+
+def test_reward_model_score_rises_while_kl_stays_finite(run):
+    result, events = run["result"], run["events"]
+    assert result.status == "completed" and result.error is None
+    assert result.step == result.total_steps == 40
+    scores = series(events, "objective/scores")
+    assert len(scores) == 40
+    assert result.score_first == pytest.approx(sum(scores[:4]) / 4)
+    assert result.score_last == pytest.approx(sum(scores[-4:]) / 4)
+    # Clearly up: the last quarter beats the first quarter by a good share of a standard
+    # deviation of the reward model's scores (they are normalised).
+    assert sum(scores[-10:]) / 10 > sum(scores[:10]) / 10 + 0.25
+    assert result.score_last > result.score_first
+    kl = series(events, "objective/kl")
+    assert all(math.isfinite(k) for k in kl) and max(kl) < PPOConfig().max_kl
+    assert kl[0] == pytest.approx(0.0, abs=1e-5)  # the first rollout is the reference's own
+    assert result.kl == pytest.approx(kl[-1])
+    print(f"\nPPO: score {result.score_first:.3f} -> {result.score_last:.3f}, first/last 10 "
+          f"{sum(scores[:10]) / 10:.3f} -> {sum(scores[-10:]) / 10:.3f}, KL {result.kl:.3f} "
+          f"(max {max(kl):.3f})")
+
+
+def test_tuned_policy_says_the_preferred_word_more_often_than_the_base(task, run):
+    from peft import PeftModel
+
+    lm = load_model(task["base"], device="cpu")
+    lm.model = PeftModel.from_pretrained(lm.model, run["result"].artifact).eval()
+    tuned = marker_rate(lm)
+    print(f"\nmarker rate: base {task['base_rate']:.3f}, tuned {tuned:.3f}")
+    assert tuned > task["base_rate"] + 0.05, (tuned, task["base_rate"])
+
+
+# ---- records -------------------------------------------------------------------------------
+
+def test_metrics_reach_the_charts_and_the_store_with_the_usual_names(task, run):
+    result, events = run["result"], run["events"]
+    names = {e.name for e in events if isinstance(e, Metric)}
+    assert {"objective/scores", "objective/kl", "objective/non_score_reward",
+            "objective/rlhf_reward", "objective/entropy", "policy/approxkl", "policy/clipfrac",
+            "loss/policy", "loss/value", "val/ratio", "val/var_explained", "objective/kl_coef",
+            "response/length_mean", "response/eos_share", "time/generation_s",
+            "time/scoring_s", "time/optimization_s", "memory_gib"} <= names <= set(METRICS)
+    with Store(task["ws"].db_path) as store:
+        stored = store.metrics(result.run_id)
+    assert sorted((m["step"], m["name"]) for m in stored) == sorted(
+        (e.step, e.name) for e in events if isinstance(e, Metric))
+    assert {e.step for e in events if isinstance(e, Metric)} == set(range(1, 41))
+    progress = [e for e in events if isinstance(e, Progress) and e.message == "PPO"]
+    assert [p.done for p in progress] == list(range(1, 41))
+    assert {"eta_s", "generation_s", "scoring_s", "optimization_s", "memory_gib",
+            "score", "kl"} <= set(progress[-1].extra)
+    samples = [e for e in events if isinstance(e, Samples)]
+    assert [s.step for s in samples] == [1, 10, 20, 30, 40]
+    row = samples[-1].rows[0]
+    assert set(row) == {"prompt", "response", "score", "kl"} and row["prompt"].startswith(
+        "Question")
+    for name in ("val/ratio",):
+        assert all(0.5 < v < 2.0 for v in series(events, name))
+    assert all(0 <= v <= 1 for v in series(events, "response/eos_share"))
+
+
+def test_run_folder_store_record_and_adapter(task, run):
+    result = run["result"]
+    run_dir = task["ws"].runs_dir / f"{result.run_id:04d}-ppo"
+    assert result.artifact == str(run_dir / "policy")
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json"} <= {
+        p.name for p in (run_dir / "policy").iterdir()}
+    assert not (run_dir / "checkpoint").exists()
+    config = json.loads((run_dir / "config.json").read_text())
+    adapter_config = json.loads((run_dir / "policy" / "adapter_config.json").read_text())
+    assert adapter_config["task_type"] == "CAUSAL_LM" and not adapter_config["modules_to_save"]
+    weights = load_file(run_dir / "policy" / "adapter_model.safetensors")
+    assert weights and all("lora_" in k and ".policy." not in k for k in weights)
+    with Store(task["ws"].db_path) as store:
+        record = store.get_run(result.run_id)
+    assert (record["kind"], record["status"]) == ("ppo", "completed")
+    assert record["parent_run_id"] == task["reward"].run_id == config["reward_run_id"]
+    assert record["artifact"] == result.artifact
+
+
+# ---- cancel and resume -----------------------------------------------------------------------
+
+SHORT = dict(PPO, steps=6, batch_size=8, mini_batch_size=4, grad_accum=2, ppo_epochs=2,
+             checkpoint_every=2)
+
+
+def test_cancel_keeps_a_checkpoint_and_resume_equals_an_uninterrupted_run(task):
+    ws, base, reward_id = task["ws"], str(task["base"]), task["reward"].run_id
+    cfg = PPOConfig(**SHORT)
+    full = train_ppo(ws, cfg, base_model=base, reward_run_id=reward_id)
+    assert full.status == "completed"
+
+    stop = StopToken()
+    events = []
+
+    def emit(event):
+        events.append(event)
+        if isinstance(event, Progress) and event.message == "PPO" and event.done == 3:
+            stop.stop()
+
+    first = train_ppo(ws, cfg, base_model=base, reward_run_id=reward_id, emit=emit, stop=stop)
+    assert (first.status, first.step, first.artifact) == ("cancelled", 3, None)
+    run_dir = ws.runs_dir / f"{first.run_id:04d}-ppo"
+    assert (run_dir / "checkpoint" / "trainer_state.pt").is_file()
+    assert (run_dir / "checkpoint" / "policy" / "adapter_model.safetensors").is_file()
+    assert any(isinstance(e, Log) and "cancelled at step 3" in e.message for e in events)
+
+    resumed = train_ppo(ws, PPOConfig(), base_model="ignored", reward_run_id=-1,
+                        resume_run_id=first.run_id)
+    assert (resumed.status, resumed.step, resumed.run_id) == ("completed", 6, first.run_id)
+    a = load_file(Path(full.artifact) / "adapter_model.safetensors")
+    b = load_file(Path(resumed.artifact) / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+    assert resumed.score_first == pytest.approx(full.score_first, abs=1e-5)
+    with Store(ws.db_path) as store:
+        steps = sorted({m["step"] for m in store.metrics(first.run_id, "objective/scores")})
+    assert steps == list(range(1, 7))
+    with pytest.raises(PPOTrainingError, match="already completed"):
+        train_ppo(ws, cfg, base_model=base, reward_run_id=reward_id, resume_run_id=first.run_id)
+
+
+# ---- guard rails -----------------------------------------------------------------------------
+
+def test_kl_past_the_limit_stops_the_run_with_the_reason(task):
+    cfg = PPOConfig(**dict(SHORT, kl_estimator="k3", max_kl=1e-6, lr=5e-2))
+    result = train_ppo(task["ws"], cfg, base_model=str(task["base"]),
+                       reward_run_id=task["reward"].run_id)
+    assert (result.status, result.step) == ("failed", 2)  # step 1's KL is exactly 0
+    assert "KL reached" in result.error and "at step 2" in result.error
+    assert "limit" in result.error
+
+
+def test_non_finite_values_fail_the_run_naming_the_step(task, monkeypatch):
+    normalise = ppo_train.core.normalise_scores
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        out = normalise(*args, **kwargs)
+        return out * float("nan") if calls["n"] == 2 else out
+
+    monkeypatch.setattr(ppo_train.core, "normalise_scores", poisoned)
+    result = train_ppo(task["ws"], PPOConfig(**SHORT), base_model=str(task["base"]),
+                       reward_run_id=task["reward"].run_id)
+    assert (result.status, result.step) == ("failed", 1)
+    assert "non-finite at step 2" in result.error
+
+
+def test_out_of_memory_fails_with_advice(task, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(ppo_train, "generate_tokens", out_of_memory)
+    result = train_ppo(task["ws"], PPOConfig(**SHORT), base_model=str(task["base"]),
+                       reward_run_id=task["reward"].run_id)
+    assert result.status == "failed" and "out of device memory at step 1" in result.error
+    assert "batch" in result.error
+
+
+def test_runs_that_cannot_start_are_refused_before_they_exist(task, tmp_path):
+    ws, base = task["ws"], str(task["base"])
+    with Store(ws.db_path) as store:
+        before = len(store.list_runs())
+        other = store.create_run("generate", {})
+        store.finish_run(other, "completed")
+    with pytest.raises(PPOTrainingError, match="not a reward-model run"):
+        train_ppo(ws, PPOConfig(**SHORT), base_model=base, reward_run_id=other)
+    with pytest.raises(PPOTrainingError, match="no reward run 999"):
+        train_ppo(ws, PPOConfig(**SHORT), base_model=base, reward_run_id=999)
+    copy = Workspace.open(shutil.copytree(ws.root, tmp_path / "copy"))
+    with Store(copy.db_path) as store:
+        store.delete_prompts([r["id"] for r in store.list_prompts() if not r["judged"]])
+    with pytest.raises(PPOTrainingError, match="without a judgment"):
+        train_ppo(copy, PPOConfig(**dict(SHORT, prompts="unjudged")), base_model=base,
+                  reward_run_id=task["reward"].run_id)
+    with pytest.raises(PPOTrainingError, match="mini_batch_size"):
+        train_ppo(ws, PPOConfig(**dict(SHORT, mini_batch_size=64)), base_model=base,
+                  reward_run_id=task["reward"].run_id)
+    with Store(ws.db_path) as store:
+        assert len(store.list_runs()) == before + 1  # only the "generate" run made above
+
+
+# ---- export and command line -----------------------------------------------------------------
+
+def test_export_merged_loads_in_plain_transformers_and_matches_the_adapter(task, run, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from desktop_app.ml.export import ExportError, export_policy
+
+    run_id, artifact = run["result"].run_id, run["result"].artifact
+    merged = export_policy(task["ws"], run_id, tmp_path / "merged", merged=True)
+    plain = AutoModelForCausalLM.from_pretrained(merged).eval()
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    assert not any("lora" in n for n, _ in plain.named_parameters())
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(task["base"]),
+                                        artifact).eval()
+    ids = torch.tensor([tokenizer("Question 1: tell me about the dog")["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(plain(input_ids=ids).logits, adapted(input_ids=ids).logits,
+                                   atol=1e-4, rtol=1e-4)
+        out = plain.generate(ids, max_new_tokens=5, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id)
+    assert out.shape[1] > ids.shape[1]
+
+    copied = export_policy(task["ws"], run_id, tmp_path / "adapter")
+    assert (copied / "adapter_model.safetensors").read_bytes() == (
+        Path(artifact) / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(ExportError, match="not an empty folder"):
+        export_policy(task["ws"], run_id, tmp_path / "adapter")
+    with pytest.raises(ExportError, match="only PPO policies"):
+        export_policy(task["ws"], task["reward"].run_id, tmp_path / "x")
+
+
+def test_cli_train_ppo_and_export_model(task, tmp_path, capsys):
+    from desktop_app.cli import main
+
+    ws = str(task["ws"].root)
+    code = main(["--workspace", ws, "train-ppo", "--model", str(task["base"]), "--reward",
+                 str(task["reward"].run_id), "--steps", "3", "--batch-size", "4",
+                 "--mini-batch-size", "2", "--ppo-epochs", "1", "--kl-coef", "0.1",
+                 "--target-kl", "1.0", "--lr", "1e-3", "--max-new-tokens", "6", "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"run_id", "status", "score_first", "score_last", "kl", "artifact"} <= set(data)
+    assert data["status"] == "completed" and Path(data["artifact"]).is_dir()
+    with Store(task["ws"].db_path) as store:
+        config = store.get_run(data["run_id"])["config"]
+    assert (config["steps"], config["target_kl"], config["max_new_tokens"]) == (3, 1.0, 6)
+
+    code = main(["--workspace", ws, "export-model", str(data["run_id"]),
+                 str(tmp_path / "out"), "--merged", "--json"])
+    assert code == 0
+    assert (tmp_path / "out" / "config.json").is_file()
+    code = main(["--workspace", ws, "train-ppo", "--model", str(task["base"]), "--json"])
+    assert code == 1 and "--reward" in capsys.readouterr().err
