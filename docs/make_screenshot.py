@@ -1,5 +1,5 @@
 """Render the README's screenshots from the demo workspace (offscreen): the comparison view,
-then the reward-model page after a training run.
+the reward-model page after a training run, and the PPO page after a short PPO run.
 
     QT_QPA_PLATFORM=offscreen python docs/make_screenshot.py docs/comparison-view.png [WORKSPACE]
 
@@ -90,6 +90,17 @@ def main() -> int:
     wait_until(lambda: reward.job is not None and not reward.job.running, 600)
     app.processEvents()
     window.grab().save(str(out.with_name("reward-training.png")))
+
+    ppo = window.ppo_page
+    window.show_page("PPO")
+    cfg = ppo.form.value()
+    cfg.steps, cfg.batch_size, cfg.mini_batch_size = 30, 16, 4
+    ppo.form.set_value(cfg)
+    ppo.refresh()
+    ppo.start()
+    wait_until(lambda: ppo.job is not None and not ppo.job.running, 900)
+    app.processEvents()
+    window.grab().save(str(out.with_name("ppo-training.png")))
     window.close()
     store.close()
     print(out)

@@ -101,7 +101,7 @@ class PPOPage(QWidget):
         right_split.setOrientation(right_split.orientation().Vertical)
         right_split.addWidget(self.charts)
         right_split.addWidget(self.samples)
-        right_split.setStretchFactor(0, 3)
+        right_split.setStretchFactor(0, 2)
         right_split.setStretchFactor(1, 1)
         right = QWidget()
         rv = QVBoxLayout(right)
