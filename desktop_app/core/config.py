@@ -188,6 +188,9 @@ class PPOConfig(ConfigBase):
                      label="Top-k")
     prompts: str = opt("all", "Prompts to train on: every prompt of the workspace, or only "
                               "those without a judgment.", choices=("all", "unjudged"))
+    prompt_file: str = opt("", "Train on the prompts of this file (.txt/.jsonl/.csv) instead; "
+                               "they are added to the workspace (duplicates skipped) first.",
+                           label="Prompt file")
     lora_r: int = opt(16, "LoRA rank of the policy and value adapters.", minimum=1,
                       maximum=512, step=1, label="LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha (scale = alpha / rank).", minimum=1, maximum=1024,

@@ -590,7 +590,23 @@ def _reward_model_of(workspace, store: Store, run_id: int | None) -> tuple[Path,
     return adapter, stats
 
 
+def _prompt_file_ids(store: Store, path: str) -> list[int]:
+    """Import a prompts file into the workspace and return its prompts' ids, in file order."""
+    from ..core.formats import FormatError, parse_file
+    try:
+        parsed = parse_file(path)
+    except FormatError as exc:
+        raise PPOTrainingError(str(exc)) from exc
+    if parsed.pairs:
+        raise PPOTrainingError(f"{Path(path).name} holds preference pairs, not prompts.")
+    store.add_prompts([(p.text, p.messages) for p in parsed.prompts], source=Path(path).name)
+    by_text = {r["text"]: r["id"] for r in store.list_prompts()}
+    return list(dict.fromkeys(by_text[p.text] for p in parsed.prompts))
+
+
 def _prompts(store: Store, cfg: PPOConfig, ids: list[int] | None) -> list[PromptInput]:
+    if ids is None and cfg.prompt_file:
+        ids = _prompt_file_ids(store, cfg.prompt_file)
     rows = store.list_prompts()
     if ids is None:
         rows = [r for r in rows if cfg.prompts == "all" or not r["judged"]]

@@ -334,3 +334,23 @@ def test_cli_train_ppo_and_export_model(task, tmp_path, capsys):
     assert (tmp_path / "out" / "config.json").is_file()
     code = main(["--workspace", ws, "train-ppo", "--model", str(task["base"]), "--json"])
     assert code == 1 and "--reward" in capsys.readouterr().err
+
+
+def test_prompts_from_a_file_are_imported_and_used(tmp_path):
+    from desktop_app.core.config import PPOConfig
+    from desktop_app.core.store import Store
+    from desktop_app.ml.ppo_train import PPOTrainingError, _prompts
+
+    prompts_file = tmp_path / "ppo_prompts.txt"
+    prompts_file.write_text("Say hi.\nName a fruit.\nSay hi.\n", encoding="utf-8")
+    with Store(tmp_path / "rlhf.db") as store:
+        store.add_prompts(["Already here.", "Name a fruit."])
+        chosen = _prompts(store, PPOConfig(prompt_file=str(prompts_file)), None)
+        assert [p.text for p in chosen] == ["Say hi.", "Name a fruit."]
+        assert store.stats()["prompts"] == 3
+        pairs = tmp_path / "pairs.jsonl"
+        pairs.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n', encoding="utf-8")
+        with pytest.raises(PPOTrainingError, match="pairs"):
+            _prompts(store, PPOConfig(prompt_file=str(pairs)), None)
+        with pytest.raises(PPOTrainingError, match="missing.txt"):
+            _prompts(store, PPOConfig(prompt_file=str(tmp_path / "missing.txt")), None)
