@@ -188,6 +188,9 @@ class PPOConfig(ConfigBase):
                      label="Top-k")
     prompts: str = opt("all", "Prompts to train on: every prompt of the workspace, or only "
                               "those without a judgment.", choices=("all", "unjudged"))
+    init_policy: str = opt("", "Start from this policy adapter (e.g. an earlier PPO run's "
+                               "policy/ folder) instead of the base model; a frozen copy of it "
+                               "is then the KL reference.", label="Start from policy")
     prompt_file: str = opt("", "Train on the prompts of this file (.txt/.jsonl/.csv) instead; "
                                "they are added to the workspace (duplicates skipped) first.",
                            label="Prompt file")

@@ -197,7 +197,7 @@ class _Trainer:
             self.models = build_ppo_models(
                 self.base_model, reward_adapter, choice,
                 LoraSpec(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules),
-                seed=cfg.seed)
+                policy_adapter=cfg.init_policy or None, seed=cfg.seed)
         except (PPOModelError, RewardModelError) as exc:
             raise PPOTrainingError(str(exc)) from exc
         except BaseException as exc:

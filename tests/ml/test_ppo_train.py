@@ -354,3 +354,16 @@ def test_prompts_from_a_file_are_imported_and_used(tmp_path):
             _prompts(store, PPOConfig(prompt_file=str(pairs)), None)
         with pytest.raises(PPOTrainingError, match="missing.txt"):
             _prompts(store, PPOConfig(prompt_file=str(tmp_path / "missing.txt")), None)
+
+
+def test_starting_from_a_tuned_policy_uses_it_as_the_reference(task, run):
+    """Step 1's KL is 0 only if the reference is the starting adapter, not the bare base."""
+    events = []
+    tuned = run["result"].artifact
+    cfg = PPOConfig(**dict(SHORT, steps=1, init_policy=tuned))
+    result = train_ppo(task["ws"], cfg, base_model=str(task["base"]),
+                       reward_run_id=task["reward"].run_id, emit=events.append)
+    assert result.status == "completed", result.error
+    assert series(events, "objective/kl")[0] == pytest.approx(0.0, abs=1e-5)
+    # From the base, the same tuned samples would be far from the reference.
+    assert run["result"].kl > 1e-3
