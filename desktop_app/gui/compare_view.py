@@ -7,7 +7,7 @@ skip, ``undo_requested``, ``note_requested``. ``JudgePage`` decides what those m
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont, QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QFrame, QHBoxLayout, QLabel, QPushButton, QSplitter,
                                QTextBrowser, QVBoxLayout, QWidget)
 

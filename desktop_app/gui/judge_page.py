@@ -200,7 +200,7 @@ class JudgePage(QWidget):
         if total:
             self.gen_progress.setRange(0, total)
             self.gen_progress.setValue(done)
-            self.gen_progress.setFormat(f"%v / %m pairs")
+            self.gen_progress.setFormat("%v / %m pairs")
         else:
             self.gen_progress.setRange(0, 1)
             self.gen_progress.setValue(0)

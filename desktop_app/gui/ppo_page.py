@@ -6,22 +6,19 @@ the table of recent rollouts, Progress events the progress line with the time sp
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
-                               QPushButton, QScrollArea, QSplitter, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
+                               QScrollArea, QSplitter, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
 
 from ..core.config import PPOConfig
-from ..core.events import Log, Metric, Progress
 from ..core.store import Store
 from ..core.workspace import Workspace
 from .charts import ChartBoard
 from .config_form import ConfigForm
-from .jobs import Job
-from .reward_page import _duration
+from .training_run import TrainingRun
 
 CHARTS = [
     ("Reward-model score", [("objective/scores", "score"), ("objective/rlhf_reward", "rlhf reward")]),
@@ -34,7 +31,7 @@ CHARTS = [
 SAMPLE_ROWS_KEPT = 60
 
 
-class PPOPage(QWidget):
+class PPOPage(TrainingRun, QWidget):
     training_started = Signal()
     training_finished = Signal()
     policy_ready = Signal(str, str)   # base model folder, policy adapter folder
@@ -44,8 +41,6 @@ class PPOPage(QWidget):
         self.workspace = workspace
         self.store = store
         self.base_model: str | None = workspace.load_settings().get("last_model")
-        self.job: Job | None = None
-        self.last_result = None
 
         self.reward_box = QComboBox()
         self.base_label = QLabel()
@@ -81,12 +76,7 @@ class PPOPage(QWidget):
         left.setMinimumWidth(300)
         left.setMaximumWidth(380)
 
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("")
-        self.progress_label = QLabel("No PPO run yet.")
-        self.progress_label.setWordWrap(True)
+        self._init_run_widgets("No PPO run yet.")
         self.charts = ChartBoard(CHARTS, columns=3)
         self.samples = QTableWidget(0, 5)
         self.samples.setHorizontalHeaderLabels(["Step", "Prompt", "Response", "Score", "KL"])
@@ -145,16 +135,10 @@ class PPOPage(QWidget):
 
     def _resumable_run(self) -> dict | None:
         from ..ml.ppo_train import run_dir_for
-        for run in reversed(self.store.list_runs()):
-            if run["kind"] == "ppo":
-                if run["status"] in ("cancelled", "failed") and \
-                        (run_dir_for(self.workspace, run["id"]) / "checkpoint").is_dir():
-                    return run
-                return None
-        return None
+        return self._resumable("ppo", run_dir_for)
 
     def _update_buttons(self) -> None:
-        running = self.job is not None and self.job.running
+        running = self.running
         ready = self.reward_box.currentData() is not None and bool(self.base_model)
         self.start_button.setEnabled(ready and not running)
         self.cancel_button.setEnabled(running)
@@ -168,7 +152,7 @@ class PPOPage(QWidget):
 
     def start(self, resume_run_id: int | None = None) -> None:
         from ..ml.ppo_train import train_ppo
-        if self.job is not None and self.job.running:
+        if self.running:
             return
         cfg, base, reward = self.form.value(), self.base_model, self.reward_box.currentData()
         workspace = self.workspace
@@ -182,53 +166,27 @@ class PPOPage(QWidget):
             for point in self.store.metrics(resume_run_id):
                 self.charts.add_point(point["name"], point["step"], point["value"])
         self.samples.setRowCount(0)
-        self.started_at = time.monotonic()
-        self.job = Job(work, self, name="train-ppo")
-        self.job.event.connect(self._on_event)
-        self.job.succeeded.connect(self._on_result)
-        self.job.failed.connect(self._show_error)
-        self.job.finished.connect(self._on_finished)
-        self.progress.setRange(0, 0)
-        self.progress_label.setText("Loading the base model, the reward model and the adapters…")
-        self.job.start()
-        self._update_buttons()
-        self.training_started.emit()
+        self._launch(work, "train-ppo",
+                     "Loading the base model, the reward model and the adapters…")
 
     def resume_last(self) -> None:
         run = self._resumable_run()
         if run is not None:
             self.start(resume_run_id=run["id"])
 
-    def cancel(self) -> None:
-        if self.job is not None and self.job.running:
-            self.job.cancel()
-            self.progress_label.setText("Stopping after this step and saving a checkpoint…")
+    def _progress_details(self, extra: dict) -> list[str]:
+        parts = []
+        if "score" in extra:
+            parts.append(f"score {extra['score']:+.3f}   KL {extra['kl']:.3f}")
+        if "generation_s" in extra:
+            parts.append(f"time: generate {extra['generation_s']:.1f} s · score "
+                         f"{extra['scoring_s']:.1f} s · optimise {extra['optimization_s']:.1f} s")
+        return parts
 
-    def _on_event(self, event) -> None:
+    def _on_other_event(self, event) -> None:
         from ..ml.ppo_train import Samples
-        if isinstance(event, Metric):
-            self.charts.add_point(event.name, event.step, event.value)
-        elif isinstance(event, Samples):
+        if isinstance(event, Samples):
             self._add_samples(event)
-        elif isinstance(event, Progress):
-            if event.total:
-                self.progress.setRange(0, event.total)
-                self.progress.setValue(event.done)
-                self.progress.setFormat("step %v / %m")
-            x = event.extra
-            parts = [event.message]
-            if "eta_s" in x:
-                parts.append(f"ETA {_duration(x['eta_s'])}")
-            if "score" in x:
-                parts.append(f"score {x['score']:+.3f}   KL {x['kl']:.3f}")
-            if "generation_s" in x:
-                parts.append(f"time: generate {x['generation_s']:.1f} s · score "
-                             f"{x['scoring_s']:.1f} s · optimise {x['optimization_s']:.1f} s")
-            if "memory_gib" in x:
-                parts.append(f"{x['memory_gib']:.2f} GiB")
-            self.progress_label.setText("   ·   ".join(parts))
-        elif isinstance(event, Log) and event.level in ("info", "warning", "error"):
-            self.progress_label.setText(event.message)
 
     def _add_samples(self, event) -> None:
         for row in event.rows:
@@ -242,28 +200,14 @@ class PPOPage(QWidget):
         while self.samples.rowCount() > SAMPLE_ROWS_KEPT:
             self.samples.removeRow(self.samples.rowCount() - 1)
 
-    def _on_result(self, result) -> None:
-        self.last_result = result
-        if result.status == "completed":
-            first = f"{result.score_first:+.3f}" if result.score_first is not None else "–"
-            last = f"{result.score_last:+.3f}" if result.score_last is not None else "–"
-            self.progress_label.setText(
-                f"Run #{result.run_id} finished in {_duration(time.monotonic() - self.started_at)}"
-                f": score {first} → {last}, KL {result.kl:.3f}. Policy saved to {result.artifact}")
-        elif result.status == "cancelled":
-            self.progress_label.setText(f"Run #{result.run_id} cancelled at step {result.step}; "
-                                        "its checkpoint is kept — press Resume to continue.")
-        else:
-            self._show_error(result.error or "PPO failed.")
-
-    def _show_error(self, message: str) -> None:
-        self.progress_label.setText(f"<span style='color:#b00020'>{message}</span>")
+    def _completed_text(self, result) -> str:
+        first = f"{result.score_first:+.3f}" if result.score_first is not None else "–"
+        last = f"{result.score_last:+.3f}" if result.score_last is not None else "–"
+        return f"score {first} → {last}, KL {result.kl:.3f}. Policy saved to {result.artifact}"
 
     def _on_finished(self) -> None:
-        if self.progress.maximum() == 0:
-            self.progress.setRange(0, 1)
-        self.refresh()
-        self.training_finished.emit()
+        super()._on_finished()
+        self._update_buttons()
 
     def _use_policy(self) -> None:
         run = self.store.get_run(self.last_result.run_id) if self.last_result else None
@@ -272,6 +216,4 @@ class PPOPage(QWidget):
                                    run["artifact"])
 
     def shutdown(self) -> None:
-        if self.job is not None and self.job.running:
-            self.job.cancel()
-            self.job.wait(120000)
+        self._stop_jobs(self.job)

@@ -7,22 +7,21 @@ also stored by the job, so the run can be charted again later.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
-                               QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton,
+                               QLabel, QLineEdit, QPlainTextEdit, QPushButton,
                                QScrollArea, QSlider, QSplitter, QTableWidget, QTableWidgetItem,
                                QTabWidget, QVBoxLayout, QWidget)
 
 from ..core.config import RewardConfig
-from ..core.events import Log, Metric, Progress
 from ..core.store import Store
 from ..core.workspace import Workspace
 from .charts import ChartBoard
 from .config_form import ConfigForm
 from .jobs import Job
+from .training_run import TrainingRun
 
 CHARTS = [
     ("Loss", [("train/loss", "train"), ("eval/loss", "validation")]),
@@ -32,13 +31,7 @@ CHARTS = [
 ]
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
-        else f"{seconds // 60}:{seconds % 60:02d}"
-
-
-class RewardPage(QWidget):
+class RewardPage(TrainingRun, QWidget):
     training_started = Signal()
     training_finished = Signal()
 
@@ -47,9 +40,7 @@ class RewardPage(QWidget):
         self.workspace = workspace
         self.store = store
         self.base_model: str | None = workspace.load_settings().get("last_model")
-        self.job: Job | None = None
         self.inspect_job: Job | None = None
-        self.last_result = None
 
         # -- left: data, settings, actions ---------------------------------------------------
         self.base_label = QLabel()
@@ -88,13 +79,7 @@ class RewardPage(QWidget):
         left.setMaximumWidth(380)
 
         # -- right: progress + charts, and the inspector --------------------------------------
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("")
-        self.progress_label = QLabel("No training yet.")
-        self.progress_label.setWordWrap(True)
-        self.progress_label.setObjectName("progressLabel")
+        self._init_run_widgets("No training yet.")
         self.charts = ChartBoard(CHARTS)
         self.smoothing = QSlider(Qt.Orientation.Horizontal)
         self.smoothing.setRange(0, 95)
@@ -182,7 +167,7 @@ class RewardPage(QWidget):
 
     def _chart_selected_run(self) -> None:
         # A live run owns the charts; otherwise they show the run picked in the inspector.
-        if (self.job is None or not self.job.running) and self.run_box.currentData() is not None:
+        if not self.running and self.run_box.currentData() is not None:
             run_id = self.run_box.currentData()
             self.show_run_charts(run_id)
             self.progress_label.setText(f"Showing the stored charts of run #{run_id}.")
@@ -304,16 +289,11 @@ class RewardPage(QWidget):
         self._update_buttons()
 
     def _resumable_run(self) -> dict | None:
-        for run in reversed(self.store.list_runs()):
-            if run["kind"] == "reward":
-                checkpoint = self.workspace.runs_dir / f"{run['id']:04d}-reward" / "checkpoint"
-                if run["status"] in ("cancelled", "failed") and checkpoint.is_dir():
-                    return run
-                return None
-        return None
+        from ..ml.reward_train import run_dir_for
+        return self._resumable("reward", run_dir_for)
 
     def _update_buttons(self) -> None:
-        running = self.job is not None and self.job.running
+        running = self.running
         ok = getattr(self, "_data_ok", False) and bool(self.base_model)
         self.train_button.setEnabled(ok and not running)
         self.cancel_button.setEnabled(running)
@@ -325,7 +305,7 @@ class RewardPage(QWidget):
 
     def start_training(self, resume_run_id: int | None = None) -> None:
         from ..ml.reward_train import train_reward_model
-        if self.job is not None and self.job.running:
+        if self.running:
             return
         cfg = self.form.value()
         base = self.base_model
@@ -343,74 +323,20 @@ class RewardPage(QWidget):
         self.charts.clear()
         if resume_run_id is not None:
             self.show_run_charts(resume_run_id)
-        self.started_at = time.monotonic()
-        self.job = Job(work, self, name="train-reward")
-        self.job.event.connect(self._on_event)
-        self.job.succeeded.connect(self._on_result)
-        self.job.failed.connect(self._on_failed)
-        self.job.cancelled.connect(lambda: self._on_failed("Cancelled."))
-        self.job.finished.connect(self._on_finished)
-        self.progress.setRange(0, 0)
-        self.progress_label.setText("Loading the base model…")
         self.tabs.setCurrentIndex(0)
-        self.job.start()
-        self._update_buttons()
-        self.training_started.emit()
+        self._launch(work, "train-reward", "Loading the base model…")
 
     def resume_last(self) -> None:
         run = self._resumable_run()
         if run is not None:
             self.start_training(resume_run_id=run["id"])
 
-    def cancel(self) -> None:
-        if self.job is not None and self.job.running:
-            self.job.cancel()
-            self.progress_label.setText("Stopping after this step and saving a checkpoint…")
+    def _progress_details(self, extra: dict) -> list[str]:
+        return [f"{extra['samples_per_s']:.1f} pairs/s"] if "samples_per_s" in extra else []
 
-    def _on_event(self, event) -> None:
-        if isinstance(event, Metric):
-            self.charts.add_point(event.name, event.step, event.value)
-        elif isinstance(event, Progress):
-            if event.total:
-                self.progress.setRange(0, event.total)
-                self.progress.setValue(event.done)
-                self.progress.setFormat(f"step %v / %m")
-            extra = event.extra
-            parts = [event.message]
-            if "eta_s" in extra:
-                parts.append(f"ETA {_duration(extra['eta_s'])}")
-            if "samples_per_s" in extra:
-                parts.append(f"{extra['samples_per_s']:.1f} pairs/s")
-            if "memory_gib" in extra:
-                parts.append(f"{extra['memory_gib']:.2f} GiB")
-            self.progress_label.setText("   ·   ".join(parts))
-        elif isinstance(event, Log):
-            self.progress_label.setText(event.message)
-
-    def _on_result(self, result) -> None:
-        self.last_result = result
-        if result.status == "completed":
-            acc = f"{result.val_accuracy:.3f}" if result.val_accuracy is not None else "–"
-            self.progress_label.setText(
-                f"Run #{result.run_id} finished in {_duration(time.monotonic() - self.started_at)}:"
-                f" validation accuracy {acc}. Adapter saved to {result.artifact}")
-        elif result.status == "cancelled":
-            self.progress_label.setText(f"Run #{result.run_id} cancelled at step {result.step}; "
-                                        "its checkpoint is kept — press Resume to continue.")
-        else:
-            self._on_failed(result.error or "Training failed.")
-
-    def _on_failed(self, message: str) -> None:
-        self.progress_label.setText(f"<span style='color:#b00020'>{message}</span>")
-
-    def _on_finished(self) -> None:
-        if self.progress.maximum() == 0:
-            self.progress.setRange(0, 1)
-        self.refresh()
-        self.training_finished.emit()
+    def _completed_text(self, result) -> str:
+        acc = f"{result.val_accuracy:.3f}" if result.val_accuracy is not None else "–"
+        return f"validation accuracy {acc}. Adapter saved to {result.artifact}"
 
     def shutdown(self) -> None:
-        for job in (self.job, self.inspect_job):
-            if job is not None and job.running:
-                job.cancel()
-                job.wait(120000)
+        self._stop_jobs(self.job, self.inspect_job)

@@ -11,7 +11,6 @@ from desktop_app.ml.tiny_models import (
     CHAT_TEMPLATE,
     build_tiny_model,
     train_causal_lm,
-    train_tokenizer,
 )
 
 
