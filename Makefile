@@ -10,7 +10,7 @@ BIN     = $(VENV)/bin
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 
-.PHONY: setup run test bench bench-reward screenshot clean
+.PHONY: setup run test bench bench-reward bench-ppo screenshot clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,9 @@ bench: setup
 bench-reward: setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/bench_reward.py
+
+bench-ppo: setup
+	$(BIN)/python bench/bench_ppo.py
 
 # Re-renders docs/comparison-view.png from the demo workspace (offscreen).
 screenshot: setup
