@@ -44,6 +44,7 @@ from .ppo_models import POLICY, VALUE, LoraSpec, PPOModelError, build_ppo_models
 from .reward_model import RewardModelError
 from .reward_train import (
     RewardTrainingError,
+    _guarded,
     _is_oom,
     _memory_gib,
     _precision,
@@ -109,27 +110,9 @@ def train_ppo(workspace, cfg: PPOConfig, *, base_model: str, reward_run_id: int,
     try:
         trainer = _Trainer.prepare(workspace, store, cfg, base_model, reward_run_id,
                                    resume_run_id, emit, stop)
-        return _guarded(trainer)
+        return _guarded(trainer, _StopRun, _OOM_ADVICE)
     finally:
         store.close()
-
-
-def _guarded(trainer: "_Trainer") -> PPOResult:
-    store, run_id = trainer.store, trainer.run_id
-    try:
-        return trainer.run()
-    except _StopRun as exc:
-        error = str(exc)
-    except BaseException as exc:  # noqa: BLE001 - every way out must leave the run finished
-        if not _is_oom(exc):
-            store.finish_run(run_id, "failed", error=_first_line(exc))
-            raise
-        error = f"Ran out of device memory at step {trainer.step + 1}: {_OOM_ADVICE}."
-    result = trainer.result("failed", error=error)
-    store.finish_run(run_id, "failed", error=error)
-    trainer.emit(Log(error, "error"))
-    trainer.release()
-    return result
 
 
 class _StopRun(Exception):

@@ -162,19 +162,23 @@ def train_reward_model(workspace, cfg: RewardConfig, *, base_model: str,
         store.close()
 
 
-def _guarded(trainer: "_Trainer") -> RewardResult:
-    """Run the loop; turn a non-finite loss or an out-of-memory into a failed run."""
+def _guarded(trainer, guard_rail: type[Exception] | None = None, oom_advice: str = ""):
+    """Run a trainer's loop; a guard rail (e.g. a non-finite loss) or a device out-of-memory
+    ends the run as failed with a one-sentence error, any other exception fails it and is
+    re-raised. Shared by reward training and PPO."""
+    guard_rail = guard_rail or _NonFiniteLoss
+    oom_advice = oom_advice or _OOM_ADVICE
     store, run_id = trainer.store, trainer.run_id
     error = None
     try:
         return trainer.run()
-    except _NonFiniteLoss as exc:
+    except guard_rail as exc:
         error = str(exc)
     except BaseException as exc:  # noqa: BLE001 - every way out must leave the run finished
         if not _is_oom(exc):
             store.finish_run(run_id, "failed", error=_first_line(exc))
             raise
-        error = f"Ran out of device memory at step {trainer.step + 1}: {_OOM_ADVICE}."
+        error = f"Ran out of device memory at step {trainer.step + 1}: {oom_advice}."
     # Out of the except block, so the traceback no longer pins the model's tensors.
     result = trainer.result("failed", error=error)
     store.finish_run(run_id, "failed", error=error)
