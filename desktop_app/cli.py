@@ -138,10 +138,6 @@ def cmd_generate(args: argparse.Namespace, out: Output) -> int:
     from .ml.model_loader import load_model
     from .ml.pair_job import generate_pending_pairs
     cfg = _config_from_args(SamplingConfig, args)
-    try:
-        cfg.validate()
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
     _, store = _open_store(args)
     with store:
         bar = ProgressBar()
@@ -242,10 +238,6 @@ def cmd_train_reward(args: argparse.Namespace, out: Output) -> int:
             if not args.model:
                 raise CliError("--model is required (or --resume RUN_ID)")
             cfg = _config_from_args(RewardConfig, args)
-            try:
-                cfg.validate()
-            except ValueError as exc:
-                raise CliError(str(exc)) from None
             base = args.model
             counts = check_reward_data(store, cfg)
             out.info(f"{counts['train_pairs']} training pairs, {counts['val_pairs']} validation "
@@ -263,10 +255,7 @@ def cmd_train_reward(args: argparse.Namespace, out: Output) -> int:
     out.result(data, f"Run {result.run_id} {result.status} at step {result.step}/"
                      f"{result.total_steps}: validation accuracy {acc}, "
                      f"{result.samples_per_s:.1f} pairs/s\nAdapter: {result.artifact}")
-    if result.status == "failed":
-        print(f"rlhf-desk: error: {result.error}", file=sys.stderr)
-        return 1
-    return 0 if result.status == "completed" else 130
+    return _exit_status(result)
 
 
 def cmd_train_ppo(args: argparse.Namespace, out: Output) -> int:
@@ -284,10 +273,6 @@ def cmd_train_ppo(args: argparse.Namespace, out: Output) -> int:
             if not args.model or args.reward is None:
                 raise CliError("--model and --reward RUN_ID are required (or --resume RUN_ID)")
             cfg = _config_from_args(PPOConfig, args)
-            try:
-                cfg.validate()
-            except ValueError as exc:
-                raise CliError(str(exc)) from None
             base, reward = args.model, args.reward
     bar = ProgressBar()
     stop = _stop_on_ctrl_c()
@@ -302,10 +287,7 @@ def cmd_train_ppo(args: argparse.Namespace, out: Output) -> int:
     out.result(data, f"Run {result.run_id} {result.status} at step {result.step}/"
                      f"{result.total_steps}: score {fmt(result.score_first)} -> "
                      f"{fmt(result.score_last)}, KL {fmt(result.kl)}\nPolicy: {result.artifact}")
-    if result.status == "failed":
-        print(f"rlhf-desk: error: {result.error}", file=sys.stderr)
-        return 1
-    return 0 if result.status == "completed" else 130
+    return _exit_status(result)
 
 
 def cmd_export_model(args: argparse.Namespace, out: Output) -> int:
@@ -351,6 +333,14 @@ def cmd_runs(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _exit_status(result) -> int:
+    """0 for a completed run, 130 for a cancelled one, 1 (with the reason) for a failed one."""
+    if result.status == "failed":
+        print(f"rlhf-desk: error: {result.error}", file=sys.stderr)
+        return 1
+    return 0 if result.status == "completed" else 130
+
+
 def _add_config_options(parser: argparse.ArgumentParser, cls: type, skip: tuple = ()) -> None:
     """One --option per config field, with its help text: a new field needs no CLI code."""
     from dataclasses import MISSING, fields
@@ -370,10 +360,16 @@ def _add_config_options(parser: argparse.ArgumentParser, cls: type, skip: tuple 
 
 
 def _config_from_args(cls: type, args: argparse.Namespace):
+    """The config the options describe, checked against each field's range and choices."""
     from dataclasses import fields
     given = {f.name: getattr(args, f.name) for f in fields(cls)
              if getattr(args, f.name, None) is not None}
-    return cls(**given)
+    config = cls(**given)
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return config
 
 
 # -- parser -------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class RewardPage(TrainingRun, QWidget):
         self.store = store
         self.base_model: str | None = workspace.load_settings().get("last_model")
         self.inspect_job: Job | None = None
+        self._scorers: dict = {}   # one loaded reward model, kept so repeated scoring is instant
 
         # -- left: data, settings, actions ---------------------------------------------------
         self.base_label = QLabel()
@@ -192,10 +193,9 @@ class RewardPage(TrainingRun, QWidget):
         self.inspect_job.start()
 
     def _scorer(self, run: dict):
-        """Reward models are cached per run so repeated scoring is instant."""
+        """The reward model of ``run``, loaded once (only the latest one stays in memory)."""
         from ..ml.reward_model import RewardScorer
-        cache = getattr(self, "_scorers", {})
-        self._scorers = cache
+        cache = self._scorers
         if run["id"] not in cache:
             cache.clear()  # keep one in memory
             cache[run["id"]] = RewardScorer.load(run["config"]["base_model"], run["artifact"],

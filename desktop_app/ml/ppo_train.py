@@ -42,15 +42,15 @@ from . import ppo_core as core
 from .model_loader import _first_line
 from .ppo_models import POLICY, VALUE, LoraSpec, PPOModelError, build_ppo_models
 from .reward_model import RewardModelError
-from .reward_train import (
-    RewardTrainingError,
-    _guarded,
-    _is_oom,
-    _memory_gib,
-    _precision,
-    _rng_state,
-    _set_rng_state,
-    _write_json,
+from .reward_train import RewardTrainingError, _precision
+from .training_support import (
+    guarded,
+    is_oom,
+    memory_gib,
+    replace_folder,
+    rng_state,
+    set_rng_state,
+    write_json,
 )
 from .sampling import PromptInput, derive_seed, encode_prompt, generate_tokens
 
@@ -110,7 +110,7 @@ def train_ppo(workspace, cfg: PPOConfig, *, base_model: str, reward_run_id: int,
     try:
         trainer = _Trainer.prepare(workspace, store, cfg, base_model, reward_run_id,
                                    resume_run_id, emit, stop)
-        return _guarded(trainer, _StopRun, _OOM_ADVICE)
+        return guarded(trainer, _StopRun, _OOM_ADVICE)
     finally:
         store.close()
 
@@ -184,7 +184,7 @@ class _Trainer:
         except (PPOModelError, RewardModelError) as exc:
             raise PPOTrainingError(str(exc)) from exc
         except BaseException as exc:
-            if _is_oom(exc):
+            if is_oom(exc):
                 raise PPOTrainingError(f"The models do not fit in device memory: "
                                        f"{_OOM_ADVICE}.") from exc
             raise
@@ -220,9 +220,9 @@ class _Trainer:
             self.run_dir = run_dir_for(workspace, self.run_id)
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-                _write_json(self.run_dir / "prompts.json",
+                write_json(self.run_dir / "prompts.json",
                             {"prompt_ids": [p.prompt_id for p in self.prompts]})
-                _write_json(self.run_dir / "config.json", config | {"run_id": self.run_id})
+                write_json(self.run_dir / "config.json", config | {"run_id": self.run_id})
             except OSError as exc:
                 store.finish_run(self.run_id, "failed", error=_first_line(exc))
                 raise PPOTrainingError(f"Cannot write the run folder {self.run_dir}: "
@@ -322,7 +322,7 @@ class _Trainer:
         values["time/generation_s"] = t1 - t0
         values["time/scoring_s"] = t2 - t1
         values["time/optimization_s"] = t3 - t2
-        values["memory_gib"] = _memory_gib(self.device)
+        values["memory_gib"] = memory_gib(self.device)
         if (self.step + 1) % cfg.sample_every == 0 or self.step == 0:
             self._emit_samples(batch, out, scores, kl_sum)
         return {k: values[k] for k in METRICS if k in values and math.isfinite(values[k])}
@@ -454,8 +454,7 @@ class _Trainer:
     # ---- checkpoints and the end -------------------------------------------------------------
 
     def _save_checkpoint(self) -> None:
-        final, tmp, old = (self.run_dir / n for n in ("checkpoint", "checkpoint.tmp",
-                                                       "checkpoint.old"))
+        final, tmp = self.run_dir / "checkpoint", self.run_dir / "checkpoint.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.models.save_adapter(POLICY, tmp / "policy")
@@ -468,14 +467,10 @@ class _Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "kl_coef": self.kl_ctl.value,
             "history": self.history,
-            "rng": _rng_state(self.device),
+            "rng": rng_state(self.device),
             "param_names": self.param_names,
         }, tmp / "trainer_state.pt")
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, final)
 
     def _load_checkpoint(self, checkpoint: Path) -> None:
         try:
@@ -498,7 +493,7 @@ class _Trainer:
         self.step = state["step"]
         self.kl_ctl.value = state["kl_coef"]
         self.history = list(state["history"])
-        _set_rng_state(state["rng"], self.device)
+        set_rng_state(state["rng"], self.device)
 
     def _cancel(self) -> PPOResult:
         self._save_checkpoint()
@@ -513,8 +508,7 @@ class _Trainer:
         policy, tmp = self.run_dir / "policy", self.run_dir / "policy.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         self.models.save_adapter(POLICY, tmp, tokenizer=True)
-        shutil.rmtree(policy, ignore_errors=True)
-        tmp.rename(policy)
+        replace_folder(tmp, policy)
         shutil.rmtree(self.run_dir / "checkpoint", ignore_errors=True)
         self.store.finish_run(self.run_id, "completed", artifact=str(policy))
         self.emit(Progress(self.step, self.total_steps, "PPO finished"))

@@ -24,9 +24,7 @@ any other exception marks the run failed and is re-raised.
 from __future__ import annotations
 
 import gc
-import json
 import math
-import os
 import random
 import shutil
 import time
@@ -51,6 +49,15 @@ from .reward_data import (
     fingerprint,
     preference_examples,
     split_by_prompt,
+)
+from .training_support import (
+    guarded,
+    is_oom,
+    memory_gib,
+    replace_folder,
+    rng_state,
+    set_rng_state,
+    write_json,
 )
 from .reward_model import (
     RewardModelError,
@@ -157,34 +164,9 @@ def train_reward_model(workspace, cfg: RewardConfig, *, base_model: str,
     store = Store(workspace.db_path)
     try:
         trainer = _Trainer.prepare(workspace, store, cfg, base_model, resume_run_id, emit, stop)
-        return _guarded(trainer)
+        return guarded(trainer, _NonFiniteLoss, _OOM_ADVICE)
     finally:
         store.close()
-
-
-def _guarded(trainer, guard_rail: type[Exception] | None = None, oom_advice: str = ""):
-    """Run a trainer's loop; a guard rail (e.g. a non-finite loss) or a device out-of-memory
-    ends the run as failed with a one-sentence error, any other exception fails it and is
-    re-raised. Shared by reward training and PPO."""
-    guard_rail = guard_rail or _NonFiniteLoss
-    oom_advice = oom_advice or _OOM_ADVICE
-    store, run_id = trainer.store, trainer.run_id
-    error = None
-    try:
-        return trainer.run()
-    except guard_rail as exc:
-        error = str(exc)
-    except BaseException as exc:  # noqa: BLE001 - every way out must leave the run finished
-        if not _is_oom(exc):
-            store.finish_run(run_id, "failed", error=_first_line(exc))
-            raise
-        error = f"Ran out of device memory at step {trainer.step + 1}: {oom_advice}."
-    # Out of the except block, so the traceback no longer pins the model's tensors.
-    result = trainer.result("failed", error=error)
-    store.finish_run(run_id, "failed", error=error)
-    trainer.emit(Log(error, "error"))
-    trainer.release()
-    return result
 
 
 class _NonFiniteLoss(Exception):
@@ -256,7 +238,7 @@ class _Trainer:
         except RewardModelError as exc:
             raise RewardTrainingError(str(exc)) from exc
         except BaseException as exc:
-            if _is_oom(exc):
+            if is_oom(exc):
                 raise RewardTrainingError(f"The model does not fit in device memory: "
                                           f"{_OOM_ADVICE}.") from exc
             raise
@@ -290,7 +272,7 @@ class _Trainer:
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 Split.of(train, val).save(self.run_dir / "split.json")
-                _write_json(self.run_dir / "config.json", config | {"run_id": self.run_id})
+                write_json(self.run_dir / "config.json", config | {"run_id": self.run_id})
             except OSError as exc:
                 store.finish_run(self.run_id, "failed", error=_first_line(exc))
                 raise RewardTrainingError(f"Cannot write the run folder {self.run_dir}: "
@@ -334,10 +316,10 @@ class _Trainer:
             torch.cuda.reset_peak_memory_stats(self.device)
         self.session_steps, self.session_pairs, self.session_seconds = 0, 0, 0.0
         if self.eval_pending and not self._evaluate():  # cancelled mid-evaluation last time
-            return self._cancel(_rng_state(self.device))
+            return self._cancel(rng_state(self.device))
         while self.step < self.total_steps:
             started = time.perf_counter()
-            rng = _rng_state(self.device)  # a cancel mid-step resumes from the step's start
+            rng = rng_state(self.device)  # a cancel mid-step resumes from the step's start
             stats = self._train_step()
             if stats is None:
                 return self._cancel(rng)
@@ -354,9 +336,9 @@ class _Trainer:
                 self._log_train()
             if self.val and (self.step % cfg.eval_every == 0 or last):
                 if not self._evaluate():
-                    return self._cancel(_rng_state(self.device))
+                    return self._cancel(rng_state(self.device))
             if self.step % cfg.checkpoint_every == 0 and not last:
-                self._save_checkpoint(_rng_state(self.device))
+                self._save_checkpoint(rng_state(self.device))
         return self._finish()
 
     def _train_step(self) -> list[float] | None:
@@ -455,7 +437,7 @@ class _Trainer:
         self.emit(Progress(self.step, self.total_steps, "Training reward model", extra={
             "eta_s": per_step * (self.total_steps - self.step),
             "samples_per_s": self.session_pairs / max(self.session_seconds, 1e-9),
-            "memory_gib": _memory_gib(self.device),
+            "memory_gib": memory_gib(self.device),
             "epoch": self.step * self.cfg.grad_accum / self.batches_per_epoch,
             "run_id": self.run_id}))
 
@@ -468,7 +450,7 @@ class _Trainer:
         if w.grad_steps:
             values["train/grad_norm"] = w.grad_norm / w.grad_steps
         values["train/samples_per_s"] = w.stats[1] / max(w.seconds, 1e-9)
-        values["train/memory_gib"] = _memory_gib(self.device)
+        values["train/memory_gib"] = memory_gib(self.device)
         self._record(values)
         self.window = _Window()
 
@@ -483,8 +465,7 @@ class _Trainer:
     def _save_checkpoint(self, rng: dict) -> None:
         """Written to a temporary folder, then swapped in: a crash mid-write leaves the previous
         checkpoint (``_checkpoint_dir`` also finds it as checkpoint.old)."""
-        final, tmp, old = (self.run_dir / n for n in ("checkpoint", "checkpoint.tmp",
-                                                       "checkpoint.old"))
+        final, tmp = self.run_dir / "checkpoint", self.run_dir / "checkpoint.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.model.save_pretrained(tmp / "adapter")
@@ -500,11 +481,7 @@ class _Trainer:
             "eval_pending": self.eval_pending,
             "param_names": self.param_names,
         }, tmp / "trainer_state.pt")
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, final)
 
     def _load_checkpoint(self, checkpoint: Path) -> None:
         try:
@@ -524,7 +501,7 @@ class _Trainer:
         w = state["window"]
         self.window = _Window(w["steps"], list(w["stats"]), w["lr"], w["grad_norm"],
                               w["grad_steps"])
-        _set_rng_state(state["rng"], self.device)
+        set_rng_state(state["rng"], self.device)
 
     def _cancel(self, rng: dict) -> RewardResult:
         self._save_checkpoint(rng)
@@ -542,11 +519,10 @@ class _Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save_pretrained(tmp)
         self.tokenizer.save_pretrained(tmp)
-        shutil.rmtree(adapter, ignore_errors=True)
-        tmp.rename(adapter)
+        replace_folder(tmp, adapter)
         sums = self._score_pairs(self.train, check_stop=False)
         mean, std = _mean_std(sums)
-        _write_json(self.run_dir / "reward_stats.json",
+        write_json(self.run_dir / "reward_stats.json",
                     {"mean": mean, "std": std, "responses": int(sums[7]), "step": self.step})
         shutil.rmtree(self.run_dir / "checkpoint", ignore_errors=True)  # a completed run is final
         self.store.finish_run(self.run_id, "completed", artifact=str(adapter))
@@ -681,42 +657,3 @@ def _mean_std(sums: list[float]) -> tuple[float, float]:
 
 def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def _rng_state(device: str) -> dict:
-    return {"cpu": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if device.startswith("cuda") else None}
-
-
-def _set_rng_state(state: dict, device: str) -> None:
-    torch.set_rng_state(state["cpu"])
-    if state.get("cuda") is not None and device.startswith("cuda"):
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _memory_gib(device: str) -> float:
-    """Peak allocated memory on CUDA; what Metal has allocated on MPS; process RSS on the CPU."""
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    if device == "mps":
-        return torch.mps.current_allocated_memory() / 2**30
-    global _PROCESS
-    if _PROCESS is None:
-        import psutil
-
-        _PROCESS = psutil.Process()
-    return _PROCESS.memory_info().rss / 2**30
-
-
-_PROCESS = None  # psutil's handle on this process, made once
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
