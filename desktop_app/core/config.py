@@ -222,3 +222,24 @@ class PPOConfig(ConfigBase):
         if self.mini_batch_size % self.grad_accum:
             raise ValueError(f"mini_batch_size = {self.mini_batch_size} is not a multiple of "
                              f"grad_accum = {self.grad_accum}")
+
+
+@dataclass
+class EvalConfig(SamplingConfig):
+    """Evaluation of one policy against another: one sampled response from each per prompt.
+
+    The two policies share a seed per batch (common random numbers), so a difference between
+    their responses comes from the policies rather than from the dice."""
+
+    temperature: float = opt(0.7, "Softmax temperature for both policies' responses.",
+                             minimum=0.05, maximum=2.0, step=0.05)
+    batch_size: int = opt(8, "Prompts generated together.", minimum=1, maximum=256, step=1)
+    max_prompts: int = opt(64, "Evaluate on at most this many held-out prompts.",
+                           minimum=1, maximum=100000, step=8)
+    seed: int = opt(0, "Seed for sampling; the same seed gives the same responses.",
+                    minimum=0, maximum=2**31 - 1, step=1)
+    device: str = opt("auto", "Where to generate and score.",
+                      choices=("auto", "cpu", "cuda", "mps"))
+
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig.from_dict(self.to_dict())

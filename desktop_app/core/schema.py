@@ -72,6 +72,17 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX metrics_run ON metrics(run_id, name, step);
     """,
+    # 2: evaluation. Held-out prompts are never trained on; blind-evaluation pairs belong to
+    # their eval run and stay out of the training data (``training = 0``) unless the person
+    # adds them; ``margin`` is |r_a - r_b| under a reward model, for least-certain-first.
+    """
+    ALTER TABLE prompts ADD COLUMN held_out INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE comparisons ADD COLUMN eval_run_id INTEGER
+        REFERENCES runs(id) ON DELETE CASCADE;
+    ALTER TABLE comparisons ADD COLUMN training INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE comparisons ADD COLUMN margin REAL;
+    CREATE INDEX comparisons_eval ON comparisons(eval_run_id, choice);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

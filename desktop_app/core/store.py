@@ -200,11 +200,13 @@ class Store:
         return self._one("SELECT * FROM prompts WHERE id = ?", [prompt_id])
 
     def list_prompts(self) -> list[dict]:
-        """Every prompt with how many pairs it has and how many of them are judged."""
+        """Every prompt with how many pairs it has and how many of them are judged (blind
+        evaluation pairs not counted), and whether it is held out for evaluation."""
         return self._rows(
-            "SELECT p.id, p.text, p.source, p.created_at, "
+            "SELECT p.id, p.text, p.source, p.created_at, p.held_out, "
             "  COUNT(c.id) AS pairs, COUNT(c.choice) AS judged "
-            "FROM prompts p LEFT JOIN comparisons c ON c.prompt_id = p.id "
+            "FROM prompts p LEFT JOIN comparisons c "
+            "  ON c.prompt_id = p.id AND c.eval_run_id IS NULL "
             "GROUP BY p.id ORDER BY p.id")
 
     def prompt_judgment_count(self, prompt_ids: Iterable[int]) -> int:
@@ -221,17 +223,22 @@ class Store:
         """The oldest prompts with no comparison yet: the next ones to generate for.
 
         With ``model``, "yet" means from that model and adapter: a tuned policy (the next
-        round) generates pairs for prompts that only the base model has answered so far."""
+        round) generates pairs for prompts that only the base model has answered so far.
+        Held-out prompts never get training pairs, and evaluation pairs do not count."""
         excluded = list(exclude)
         not_in = f"AND p.id NOT IN ({','.join('?' * len(excluded))})" if excluded else ""
         if model is None:
-            exists, params = "SELECT 1 FROM comparisons c WHERE c.prompt_id = p.id", []
+            exists = ("SELECT 1 FROM comparisons c WHERE c.prompt_id = p.id "
+                      "AND c.eval_run_id IS NULL")
+            params = []
         else:
             exists = ("SELECT 1 FROM comparisons c JOIN generations g ON g.id = c.generation_a_id "
-                      "WHERE c.prompt_id = p.id AND g.model = ? AND g.adapter IS ?")
+                      "WHERE c.prompt_id = p.id AND c.eval_run_id IS NULL "
+                      "AND g.model = ? AND g.adapter IS ?")
             params = [model, adapter]
         rows = self._rows(
-            f"SELECT p.id, p.text, p.messages FROM prompts p WHERE NOT EXISTS ({exists}) "
+            f"SELECT p.id, p.text, p.messages FROM prompts p WHERE p.held_out = 0 "
+            f"AND NOT EXISTS ({exists}) "
             f"{not_in} ORDER BY p.id LIMIT ?", [*params, *excluded, limit])
         for row in rows:
             row["messages"] = json.loads(row["messages"]) if row["messages"] else None
@@ -252,11 +259,13 @@ class Store:
 
     def add_pairs(self, pairs: Iterable[tuple[int, GenerationIn, GenerationIn]], *,
                   rng: random.Random | None = None, flags: Iterable[str | None] | None = None,
-                  choice: str | None = None, source: str = "generated") -> list[int]:
+                  choice: str | None = None, source: str = "generated",
+                  eval_run_id: int | None = None) -> list[int]:
         """Store pairs (prompt id, response a, response b) in one transaction.
 
         Which response is shown on the left is drawn here, per pair, and stored, so position
-        bias cannot leak into the data. Returns the new comparison ids.
+        bias cannot leak into the data. Pairs of a blind evaluation (``eval_run_id``) are kept
+        out of the training data. Returns the new comparison ids.
         """
         rng = rng or random.Random()
         pairs = list(pairs)
@@ -272,10 +281,10 @@ class Store:
                 left = a_id if rng.random() < 0.5 else b_id
                 cursor = self.db.execute(
                     "INSERT INTO comparisons (prompt_id, generation_a_id, generation_b_id, "
-                    "left_generation_id, choice, flag, source, created_at, judged_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "left_generation_id, choice, flag, source, created_at, judged_at, "
+                    "eval_run_id, training) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [prompt_id, a_id, b_id, left, choice, flag, source, created,
-                     created if choice else None])
+                     created if choice else None, eval_run_id, int(eval_run_id is None)])
                 ids.append(cursor.lastrowid)
         return ids
 
@@ -297,17 +306,53 @@ class Store:
             left=a if left_is_a else b, right=b if left_is_a else a, left_is_a=left_is_a,
             choice=row["choice"], note=row["note"], flag=row["flag"])
 
-    def next_pending(self, exclude: Iterable[int] = ()) -> PairView | None:
-        """The oldest pair nobody has judged yet (optionally skipping some ids)."""
+    def next_pending(self, exclude: Iterable[int] = (), *, order: str = "oldest",
+                     eval_run_id: int | None = None) -> PairView | None:
+        """The next pair nobody has judged yet (optionally skipping some ids).
+
+        ``order`` is "oldest" (first generated, first judged) or "uncertain" (smallest reward
+        margin first; pairs not scored yet come after the scored ones, oldest first). With
+        ``eval_run_id`` the pair comes from that blind evaluation, else from the training queue.
+        """
+        if order not in ("oldest", "uncertain"):
+            raise StoreError(f"unknown order {order!r}")
         excluded = list(exclude)
         not_in = f"AND id NOT IN ({','.join('?' * len(excluded))})" if excluded else ""
+        by = "margin IS NULL, margin, id" if order == "uncertain" else "id"
         row = self._one(
-            f"SELECT id FROM comparisons WHERE choice IS NULL {not_in} ORDER BY id LIMIT 1",
-            excluded)
+            f"SELECT id FROM comparisons WHERE choice IS NULL AND eval_run_id IS ? {not_in} "
+            f"ORDER BY {by} LIMIT 1", [eval_run_id, *excluded])
         return self.get_pair(row["id"]) if row else None
 
-    def pending_count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM comparisons WHERE choice IS NULL").fetchone()[0]
+    def pending_count(self, eval_run_id: int | None = None) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM comparisons WHERE choice IS NULL "
+                               "AND eval_run_id IS ?", [eval_run_id]).fetchone()[0]
+
+    def pending_pairs(self) -> list[dict]:
+        """Every pending training pair as comparison_id, prompt_id, prompt, prompt_messages,
+        text_a, text_b: what a reward model scores to rank the queue by uncertainty."""
+        rows = self._rows(
+            "SELECT c.id AS comparison_id, c.prompt_id, p.text AS prompt, "
+            "  p.messages AS prompt_messages, ga.text AS text_a, gb.text AS text_b "
+            "FROM comparisons c JOIN prompts p ON p.id = c.prompt_id "
+            "JOIN generations ga ON ga.id = c.generation_a_id "
+            "JOIN generations gb ON gb.id = c.generation_b_id "
+            "WHERE c.choice IS NULL AND c.eval_run_id IS NULL ORDER BY c.id")
+        for row in rows:
+            row["prompt_messages"] = (json.loads(row["prompt_messages"])
+                                      if row["prompt_messages"] else None)
+        return rows
+
+    def set_margins(self, margins: Iterable[tuple[int, float]]) -> None:
+        """Store |r_a - r_b| per comparison (from the current reward model)."""
+        with self.db.atomic():
+            self.db.conn.executemany("UPDATE comparisons SET margin = ? WHERE id = ?",
+                                     [(float(m), cid) for cid, m in margins])
+
+    def scored_pending_count(self) -> int:
+        return self.db.execute(
+            "SELECT COUNT(*) FROM comparisons WHERE choice IS NULL AND eval_run_id IS NULL "
+            "AND margin IS NOT NULL").fetchone()[0]
 
     def judge(self, comparison_id: int, choice: str, *, note: str | None = None,
               seconds: float | None = None) -> None:
@@ -338,7 +383,8 @@ class Store:
         return row["id"] if row else None
 
     def judged_pairs(self) -> Iterator[dict]:
-        """Pairs with a winner, as prompt / chosen / rejected (ties, skips, both-bad left out)."""
+        """Training pairs with a winner, as prompt / chosen / rejected (ties, skips, both-bad
+        and blind-evaluation judgments not added to training left out)."""
         yield from self.db.query(
             "SELECT c.id, p.text AS prompt, p.messages AS prompt_messages, "
             "  CASE c.choice WHEN 'a' THEN ga.text ELSE gb.text END AS chosen, "
@@ -346,7 +392,7 @@ class Store:
             "FROM comparisons c JOIN prompts p ON p.id = c.prompt_id "
             "JOIN generations ga ON ga.id = c.generation_a_id "
             "JOIN generations gb ON gb.id = c.generation_b_id "
-            "WHERE c.choice IN ('a', 'b') ORDER BY c.id")
+            "WHERE c.choice IN ('a', 'b') AND c.training = 1 ORDER BY c.id")
 
     def preference_rows(self) -> list[dict]:
         """Judgments a reward model can learn from: a winner (a/b) or a tie, oldest first.
@@ -361,12 +407,19 @@ class Store:
             "FROM comparisons c JOIN prompts p ON p.id = c.prompt_id "
             "JOIN generations ga ON ga.id = c.generation_a_id "
             "JOIN generations gb ON gb.id = c.generation_b_id "
-            "WHERE c.choice IN ('a', 'b', 'tie') ORDER BY c.id")
+            "WHERE c.choice IN ('a', 'b', 'tie') AND c.training = 1 ORDER BY c.id")
         for row in rows:
             row["prompt_messages"] = (json.loads(row["prompt_messages"])
                                       if row["prompt_messages"] else None)
             row["tie"] = bool(row["tie"])
         return rows
+
+    def training_adapters(self) -> set[str]:
+        """The adapters (tuned policies) that generated judged training pairs."""
+        return {r["adapter"] for r in self._rows(
+            "SELECT DISTINCT g.adapter FROM comparisons c "
+            "JOIN generations g ON g.id IN (c.generation_a_id, c.generation_b_id) "
+            "WHERE c.choice IN ('a', 'b', 'tie') AND c.training = 1 AND g.adapter IS NOT NULL")}
 
     def has_pair(self, prompt_id: int, text_a: str, text_b: str) -> bool:
         """Whether this prompt already has a comparison between exactly these two texts."""
@@ -376,31 +429,101 @@ class Store:
             "((ga.text = ? AND gb.text = ?) OR (ga.text = ? AND gb.text = ?)) LIMIT 1",
             [prompt_id, text_a, text_b, text_b, text_a]).fetchone() is not None
 
+    # -- held-out prompts and blind evaluation ---------------------------------------------
+
+    def set_held_out(self, prompt_ids: Iterable[int], held_out: bool = True) -> int:
+        """Mark prompts as held out for evaluation (never trained on), or release them."""
+        ids = list(prompt_ids)
+        with self.db.atomic():
+            self.db.conn.executemany("UPDATE prompts SET held_out = ? WHERE id = ?",
+                                     [(int(held_out), pid) for pid in ids])
+        return len(ids)
+
+    def held_out_prompts(self) -> list[dict]:
+        """Held-out prompts as id, text, messages (list or None), oldest first."""
+        rows = self._rows("SELECT id, text, messages FROM prompts WHERE held_out = 1 ORDER BY id")
+        for row in rows:
+            row["messages"] = json.loads(row["messages"]) if row["messages"] else None
+        return rows
+
+    def trained_prompt_ids(self) -> set[int]:
+        """Prompts that have training judgments: a reward model may have learnt them."""
+        return {r["prompt_id"] for r in self._rows(
+            "SELECT DISTINCT prompt_id FROM comparisons "
+            "WHERE choice IS NOT NULL AND training = 1")}
+
+    def eval_tally(self, eval_run_id: int) -> dict[str, int]:
+        """How the judged pairs of a blind evaluation came out, from policy A's side:
+        a (A won), b (B won), tie, both_bad, skip, and pending."""
+        tally = {c: 0 for c in CHOICES} | {"pending": 0}
+        for row in self._rows("SELECT choice, COUNT(*) AS n FROM comparisons "
+                              "WHERE eval_run_id = ? GROUP BY choice", [eval_run_id]):
+            tally[row["choice"] or "pending"] = row["n"]
+        return tally
+
+    def eval_pairs(self, eval_run_id: int) -> list[dict]:
+        """The pairs of an evaluation: comparison_id, prompt, text_a, text_b, choice, left_is_a."""
+        return self._rows(
+            "SELECT c.id AS comparison_id, p.text AS prompt, ga.text AS text_a, "
+            "  gb.text AS text_b, c.choice, c.left_generation_id = c.generation_a_id AS left_is_a "
+            "FROM comparisons c JOIN prompts p ON p.id = c.prompt_id "
+            "JOIN generations ga ON ga.id = c.generation_a_id "
+            "JOIN generations gb ON gb.id = c.generation_b_id "
+            "WHERE c.eval_run_id = ? ORDER BY c.id", [eval_run_id])
+
+    def add_eval_to_training(self, eval_run_id: int) -> int:
+        """Let the judged pairs of a blind evaluation train reward models from now on.
+
+        Their prompts stop being held out: a prompt that was trained on cannot measure a
+        policy fairly any more. Returns how many judgments were added."""
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "UPDATE comparisons SET training = 1 WHERE eval_run_id = ? AND training = 0 "
+                "AND choice IN ('a', 'b', 'tie')", [eval_run_id])
+            self.db.execute(
+                "UPDATE prompts SET held_out = 0 WHERE id IN (SELECT prompt_id FROM comparisons "
+                "WHERE eval_run_id = ? AND training = 1)", [eval_run_id])
+        return cursor.rowcount
+
+    def set_run_status(self, run_id: int, status: str) -> None:
+        """A status between running and finished, e.g. 'judging' for a blind evaluation whose
+        pairs are generated and wait for the person."""
+        with self.db.atomic():
+            self.db.execute("UPDATE runs SET status = ? WHERE id = ?", [status, run_id])
+
     # -- statistics ------------------------------------------------------------------------
 
     def stats(self) -> dict:
         count = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
         by_choice = {c: 0 for c in CHOICES}
         for row in self._rows("SELECT choice, COUNT(*) AS n FROM comparisons "
-                              "WHERE choice IS NOT NULL GROUP BY choice"):
+                              "WHERE choice IS NOT NULL AND eval_run_id IS NULL "
+                              "GROUP BY choice"):
             by_choice[row["choice"]] = row["n"]
         sides = self._one(
             "SELECT SUM(CASE WHEN (choice = 'a') = (left_generation_id = generation_a_id) "
             "  THEN 1 ELSE 0 END) AS left, "
             "SUM(CASE WHEN (choice = 'a') != (left_generation_id = generation_a_id) "
             "  THEN 1 ELSE 0 END) AS right "
-            "FROM comparisons WHERE choice IN ('a', 'b') AND source = 'generated'")
+            "FROM comparisons WHERE choice IN ('a', 'b') AND source IN ('generated', 'eval')")
         runs: dict[str, dict[str, int]] = {}
         for row in self._rows("SELECT kind, status, COUNT(*) AS n FROM runs GROUP BY kind, status"):
             runs.setdefault(row["kind"], {})[row["status"]] = row["n"]
         return {
             "prompts": count("SELECT COUNT(*) FROM prompts"),
             "prompts_without_pairs": count(
-                "SELECT COUNT(*) FROM prompts p WHERE NOT EXISTS "
-                "(SELECT 1 FROM comparisons c WHERE c.prompt_id = p.id)"),
+                "SELECT COUNT(*) FROM prompts p WHERE p.held_out = 0 AND NOT EXISTS "
+                "(SELECT 1 FROM comparisons c WHERE c.prompt_id = p.id "
+                "AND c.eval_run_id IS NULL)"),
+            "held_out_prompts": count("SELECT COUNT(*) FROM prompts WHERE held_out = 1"),
             "generations": count("SELECT COUNT(*) FROM generations"),
-            "comparisons": count("SELECT COUNT(*) FROM comparisons"),
-            "pending": count("SELECT COUNT(*) FROM comparisons WHERE choice IS NULL"),
+            "comparisons": count("SELECT COUNT(*) FROM comparisons WHERE eval_run_id IS NULL"),
+            "pending": count("SELECT COUNT(*) FROM comparisons WHERE choice IS NULL "
+                             "AND eval_run_id IS NULL"),
+            "eval_judged": count("SELECT COUNT(*) FROM comparisons WHERE choice IS NOT NULL "
+                                 "AND eval_run_id IS NOT NULL"),
+            "training_judgments": count("SELECT COUNT(*) FROM comparisons "
+                                        "WHERE choice IN ('a', 'b', 'tie') AND training = 1"),
             "judged": sum(by_choice.values()),
             "by_choice": by_choice,
             "left_wins": sides["left"] or 0,
@@ -467,12 +590,92 @@ class Store:
             row["config"] = json.loads(row["config"])
         return rows
 
+    def running_run_ids(self) -> set[int]:
+        return {r["id"] for r in self._rows("SELECT id FROM runs WHERE status = 'running'")}
+
+    def delete_run(self, run_id: int, *, dry_run: bool = False) -> dict:
+        """Delete a run from the database in one transaction; its folder is the caller's
+        (``core.run_files.delete_run``). Goes with it: its metrics, the pairs of a blind
+        evaluation (``comparisons.eval_run_id``) and its responses no other pair uses. Runs
+        started from it (``parent_run_id``, or a reward run's ``config.policy_run_id``) stay
+        and lose the link. A running run is refused. ``dry_run`` counts without deleting.
+
+        Returns run, metrics, comparisons, generations (counts) and children (run ids)."""
+        run = self.get_run(run_id)
+        if run is None:
+            raise StoreError(f"there is no run {run_id}")
+        if run["status"] == "running":
+            raise StoreError(f"run {run_id} is still running: cancel it (or let it finish) "
+                             "before deleting it")
+        columns = {c[1] for c in self.db.execute("PRAGMA table_info(comparisons)").fetchall()}
+        has_eval = "eval_run_id" in columns
+        def count(sql: str) -> int:
+            return self.db.execute(sql, [run_id]).fetchone()[0]
+
+        # Responses of this run that no pair outside this run's own evaluation pairs uses.
+        eval_filter = "AND (c.eval_run_id IS NULL OR c.eval_run_id != ?)" if has_eval else ""
+        orphan = ("SELECT g.id FROM generations g WHERE g.run_id = ? AND NOT EXISTS ("
+                  "SELECT 1 FROM comparisons c WHERE (c.generation_a_id = g.id "
+                  f"OR c.generation_b_id = g.id) {eval_filter})")
+        orphan_params = [run_id, run_id] if has_eval else [run_id]
+        children = sorted({r["id"] for r in self._rows(
+            "SELECT id FROM runs WHERE id != ? AND (parent_run_id = ? OR "
+            "json_extract(config, '$.policy_run_id') = ?)", [run_id, run_id, run_id])})
+        summary = {
+            "run": run_id,
+            "metrics": count("SELECT COUNT(*) FROM metrics WHERE run_id = ?"),
+            "comparisons": count("SELECT COUNT(*) FROM comparisons WHERE eval_run_id = ?")
+            if has_eval else 0,
+            "generations": self.db.execute(f"SELECT COUNT(*) FROM ({orphan})",
+                                           orphan_params).fetchone()[0],
+            "children": children,
+        }
+        if dry_run:
+            return summary
+        with self.db.atomic():
+            # Checked again under the write lock: a resumed run may have started meanwhile.
+            if not self.db.execute("UPDATE runs SET status = status WHERE id = ? AND "
+                                   "status != 'running'", [run_id]).rowcount:
+                raise StoreError(f"run {run_id} is running or gone; nothing was deleted")
+            if has_eval:
+                self.db.execute("DELETE FROM comparisons WHERE eval_run_id = ?", [run_id])
+            self.db.execute(f"DELETE FROM generations WHERE id IN ({orphan})", orphan_params)
+            self.db.execute("DELETE FROM metrics WHERE run_id = ?", [run_id])
+            self.db.execute("DELETE FROM runs WHERE id = ?", [run_id])
+        return summary
+
+    def metrics_since(self, run_id: int, after: int = 0) -> tuple[list[dict], int]:
+        """Metric points of a run written after the marker ``after`` (0: all of them), in
+        the order they were written, and the marker to pass next time: how a chart of a
+        running run follows it without reading its whole history every second."""
+        rows = self._rows("SELECT rowid, step, name, value FROM metrics WHERE run_id = ? "
+                          "AND rowid > ? ORDER BY rowid", [run_id, after])
+        return rows, (rows[-1]["rowid"] if rows else after)
+
     def add_metrics(self, run_id: int, points: Iterable[tuple[int, str, float]]) -> None:
         stamp = time.time()
         with self.db.atomic():
             self.db.conn.executemany(
                 "INSERT INTO metrics (run_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)",
                 [(run_id, step, name, float(value), stamp) for step, name, value in points])
+
+    def replace_metrics(self, run_id: int, step: int, values: dict[str, float]) -> None:
+        """Set metrics that are recomputed rather than logged (an evaluation's result as the
+        judgments come in): earlier values under these names are replaced."""
+        with self.db.atomic():
+            for name in values:
+                self.db.execute("DELETE FROM metrics WHERE run_id = ? AND name = ?",
+                                [run_id, name])
+            self.db.conn.executemany(
+                "INSERT INTO metrics (run_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, step, name, float(value), time.time())
+                 for name, value in values.items()])
+
+    def judgments_until(self, timestamp: str) -> int:
+        """Training judgments (winner or tie) made at or before ``timestamp``."""
+        return self.db.execute(
+            "SELECT COUNT(*) FROM comparisons WHERE choice IN ('a', 'b', 'tie') AND training = 1 "
+            "AND judged_at <= ?", [timestamp]).fetchone()[0]
 
     def metrics(self, run_id: int, name: str | None = None) -> list[dict]:
         if name is None:

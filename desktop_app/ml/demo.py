@@ -96,6 +96,9 @@ def build_demo_model(model_dir: Path, emit: Emit = ignore, stop: StopToken | Non
     return result
 
 
+DEMO_HELD_OUT = 12  # of the 60 demo prompts
+
+
 def ensure_demo_workspace(workspace: Workspace, emit: Emit = ignore,
                           stop: StopToken | None = None) -> DemoInfo:
     """Make ``workspace`` a ready demo: the demo model built (or reused) and sample prompts."""
@@ -110,7 +113,12 @@ def ensure_demo_workspace(workspace: Workspace, emit: Emit = ignore,
                resource_path("demo_prompts.txt").read_text(encoding="utf-8").splitlines()
                if line.strip()]
     with Store(workspace.db_path) as store:
-        added = store.add_prompts(prompts, source="demo_prompts.txt").added
+        result = store.add_prompts(prompts, source="demo_prompts.txt")
+        added = result.added
+        if result.added == len(prompts):
+            # A fresh demo keeps the last prompts back for blind evaluation, so the Evaluate
+            # page works out of the box on prompts no model was trained on.
+            store.set_held_out(result.ids[-DEMO_HELD_OUT:])
     settings = workspace.load_settings()
     settings.setdefault("last_model", str(model_dir))
     workspace.save_settings(settings)

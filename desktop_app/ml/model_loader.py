@@ -33,6 +33,9 @@ class LoadedModel:
     device: DeviceChoice
     path: str
     adapter: str | None = None
+    # Pairs pit the tuned policy against the base: the adapter stays unmerged so that it can
+    # be switched off for the base model's response (one copy of the weights for both).
+    versus_base: bool = False
 
     @property
     def eos_token_ids(self) -> list[int]:
@@ -49,7 +52,8 @@ class LoadedModel:
 
 def load_model(path: str | Path, device: str = "auto", dtype: str = "auto",
                trust_remote_code: bool = False, emit: Emit = ignore,
-               stop: StopToken | None = None, adapter: str | Path | None = None) -> LoadedModel:
+               stop: StopToken | None = None, adapter: str | Path | None = None,
+               versus_base: bool = False) -> LoadedModel:
     """Load the causal LM in ``path`` onto ``device`` at ``dtype`` ("auto" picks for you).
 
     Raises ``ModelLoadError`` for every problem, including a device or dtype this machine
@@ -89,7 +93,8 @@ def load_model(path: str | Path, device: str = "auto", dtype: str = "auto",
     # 4b. A tuned policy (a PEFT adapter, e.g. from PPO) is merged into the weights: generation
     #     then runs at the base model's speed, and the pairs record which adapter made them.
     if adapter is not None:
-        model = _guard(folder, f"the adapter {adapter}", lambda: _merge_adapter(model, adapter))
+        model = _guard(folder, f"the adapter {adapter}",
+                       lambda: _attach_adapter(model, adapter, merge=not versus_base))
 
     # 5. Onto the device. If the move runs out of memory, drop the half-moved model at once.
     stage(4)
@@ -103,7 +108,8 @@ def load_model(path: str | Path, device: str = "auto", dtype: str = "auto",
     _ensure_pad_token(folder, tokenizer, model)
     emit(Progress(len(stages), len(stages), f"Loaded {info.name} on {choice.label()}"))
     return LoadedModel(model=model, tokenizer=tokenizer, info=info, device=choice,
-                       path=info.path, adapter=str(adapter) if adapter is not None else None)
+                       path=info.path, adapter=str(adapter) if adapter is not None else None,
+                       versus_base=versus_base and adapter is not None)
 
 
 # ---- stages ----------------------------------------------------------------------------------
@@ -133,10 +139,11 @@ def _load_weights(folder: Path, choice: DeviceChoice, trust_remote_code: bool):
                                                 dtype=choice.torch_dtype)
 
 
-def _merge_adapter(model, adapter: str | Path):
+def _attach_adapter(model, adapter: str | Path, merge: bool = True):
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(adapter), is_trainable=False).merge_and_unload()
+    model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    return model.merge_and_unload() if merge else model
 
 
 def _ensure_pad_token(folder: Path, tokenizer, model) -> None:

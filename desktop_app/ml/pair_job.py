@@ -40,9 +40,12 @@ class GenerateReport:
                 "tokens_per_s": round(self.tokens_per_s, 2), "seed": self.seed}
 
 
-def _generation(lm: LoadedModel, sample: Sample, sampling: dict, run_id: int | None) -> GenerationIn:
+def _generation(lm: LoadedModel, sample: Sample, sampling: dict, run_id: int | None,
+                base_side: bool = False) -> GenerationIn:
+    # Against the base, response b is the base model's: it records no adapter.
+    adapter = None if base_side and lm.versus_base else lm.adapter
     return GenerationIn(
-        text=sample.text, model=lm.path, adapter=lm.adapter, sampling=sampling, seed=sample.seed,
+        text=sample.text, model=lm.path, adapter=adapter, sampling=sampling, seed=sample.seed,
         batch_row=sample.row, prompt_tokens=sample.prompt_tokens,
         completion_tokens=sample.completion_tokens, finished=sample.finished, run_id=run_id)
 
@@ -65,7 +68,8 @@ def generate_pending_pairs(store: Store, lm: LoadedModel, cfg: SamplingConfig, *
     start = time.perf_counter()
     for batch in generate_pairs(lm, prompts, cfg, seed, emit=ignore, stop=stop):
         store.add_pairs([(p.prompt_id, _generation(lm, p.a, sampling, run_id),
-                          _generation(lm, p.b, sampling, run_id)) for p in batch],
+                          _generation(lm, p.b, sampling, run_id, base_side=True))
+                         for p in batch],
                         rng=rng, flags=["identical" if p.identical else None for p in batch])
         report.pairs += len(batch)
         report.identical += sum(p.identical for p in batch)

@@ -594,7 +594,9 @@ def _prompts(store: Store, cfg: PPOConfig, ids: list[int] | None) -> list[Prompt
         ids = _prompt_file_ids(store, cfg.prompt_file)
     rows = store.list_prompts()
     if ids is None:
-        rows = [r for r in rows if cfg.prompts == "all" or not r["judged"]]
+        # Held-out prompts are for evaluation: a policy trained on them would be measured on
+        # its own training set.
+        rows = [r for r in rows if not r["held_out"] and (cfg.prompts == "all" or not r["judged"])]
     else:
         by_id = {r["id"]: r for r in rows}
         rows = [by_id[i] for i in ids if i in by_id]

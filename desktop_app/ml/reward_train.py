@@ -266,8 +266,14 @@ class _Trainer:
             emit(Log(f"Resuming reward run {self.run_id} from step {self.step} of "
                      f"{self.total_steps}."))
         else:
-            config = cfg.to_dict() | {"base_model": self.base_model}
-            self.run_id = store.create_run(KIND, config)
+            # Lineage: the PPO runs whose policies generated pairs in this data; the newest
+            # is the parent (round k's reward model learns from round k-1's policy).
+            policy_runs = _policy_runs_in_data(store)
+            config = cfg.to_dict() | {"base_model": self.base_model,
+                                      "judgments": len(train) + len(val),
+                                      "policy_run_ids": policy_runs}
+            self.run_id = store.create_run(KIND, config,
+                                           parent_run_id=policy_runs[-1] if policy_runs else None)
             self.run_dir = run_dir_for(workspace, self.run_id)
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -657,3 +663,9 @@ def _mean_std(sums: list[float]) -> tuple[float, float]:
 
 def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _policy_runs_in_data(store: Store) -> list[int]:
+    adapters = {str(Path(a)) for a in store.training_adapters()}
+    return [r["id"] for r in store.list_runs()
+            if r["kind"] == "ppo" and r["artifact"] and str(Path(r["artifact"])) in adapters]

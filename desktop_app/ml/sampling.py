@@ -201,10 +201,11 @@ def generate_pairs(lm: LoadedModel, prompts: list[PromptInput], cfg: SamplingCon
         batch = prompts[start:start + cfg.batch_size]
         started = time.perf_counter()
 
-        # 1. Two responses per prompt, all prompts of the batch in one call.
+        # 1. Two responses per prompt, all prompts of the batch in one call (two calls when
+        #    the tuned policy faces the base: response a is the policy's, b the base's).
         batch_seed = derive_seed(seed, batch_index, 0)
         results = [_pair(p, s, attempts=1)
-                   for p, s in zip(batch, sample_batch(lm, batch, 2, cfg, batch_seed, stop))]
+                   for p, s in zip(batch, _two_samples(lm, batch, cfg, batch_seed, stop))]
         if stop is not None and stop.requested:
             return  # cut short mid-batch: these responses are incomplete, keep none of them
         tokens = sum(r.a.completion_tokens + r.b.completion_tokens for r in results)
@@ -215,7 +216,7 @@ def generate_pairs(lm: LoadedModel, prompts: list[PromptInput], cfg: SamplingCon
             if not redo:
                 break
             retry_seed = derive_seed(seed, batch_index, attempt)
-            again = sample_batch(lm, [batch[i] for i in redo], 2, cfg, retry_seed, stop)
+            again = _two_samples(lm, [batch[i] for i in redo], cfg, retry_seed, stop)
             if stop is not None and stop.requested:
                 return
             for i, samples in zip(redo, again):
@@ -239,6 +240,16 @@ def derive_seed(seed: int, batch_index: int, attempt: int) -> int:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+
+def _two_samples(lm: LoadedModel, prompts: list[PromptInput], cfg: SamplingConfig, seed: int,
+                 stop: StopToken | None) -> list[list[Sample]]:
+    if not lm.versus_base:
+        return sample_batch(lm, prompts, 2, cfg, seed, stop)
+    tuned = sample_batch(lm, prompts, 1, cfg, seed, stop)
+    with lm.model.disable_adapter():
+        base = sample_batch(lm, prompts, 1, cfg, seed, stop)
+    return [[t[0], b[0]] for t, b in zip(tuned, base)]
+
 
 def _pair(prompt: PromptInput, samples: list[Sample], attempts: int) -> PairResult:
     a, b = samples

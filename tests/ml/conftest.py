@@ -100,3 +100,25 @@ def llama_lm(llama_chat_dir):
 def any_lm(request, gpt2_lm, llama_lm):
     """Each test that takes this runs on GPT-2 (plain text) and Llama (chat template)."""
     return {"gpt2": gpt2_lm, "llama": llama_lm}[request.param]
+
+
+def make_policy_adapter(base: Path, folder: Path, scale: float = 0.5) -> Path:
+    """A LoRA "tuned policy" on the tiny GPT-2 with weights large enough to change what it
+    says: stands in for a PPO run's policy where the test is about what uses one."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"],
+                                             fan_in_fan_out=True))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, scale)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def gpt2_policy_dir(models_dir, gpt2_dir) -> Path:
+    return make_policy_adapter(gpt2_dir, models_dir / "tiny-gpt2-policy")

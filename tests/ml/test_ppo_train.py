@@ -53,7 +53,10 @@ def task(tmp_path_factory):
     corpus = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 6))) for _ in range(400)]
     tokenizer = train_tokenizer(corpus, vocab_size=300)
     model = build_tiny_model("gpt2", tokenizer, None, hidden=32, heads=2)
-    train_causal_lm(model, tokenizer, corpus, seconds=1e9, max_steps=200, seq_len=64, lr=1e-2)
+    # Lightly trained on purpose: on a base trained for 200 steps the reward model barely
+    # learnt the marker (validation accuracy 0.47-0.68 over seeds, with today's packages);
+    # after 60 steps it learns it for every seed tried (0, 1, 2).
+    train_causal_lm(model, tokenizer, corpus, seconds=1e9, max_steps=60, seq_len=64, lr=1e-2)
     base = root / "base"
     model.save_pretrained(base)
     tokenizer.save_pretrained(base)

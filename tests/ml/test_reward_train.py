@@ -209,12 +209,17 @@ def test_adapter_round_trips_in_plain_transformers_and_peft(trained):
 def test_wrong_validation_pairs_most_confident_first(trained, tmp_path):
     # A copy of the workspace where three validation pairs are judged the other way round:
     # the model, which learned "banana wins", must now list them as confidently wrong.
+    # Only pairs the model got right are flipped: one it already got wrong would become right.
     src, result = trained["ws"], trained["result"]
+    already_wrong = {w["comparison_id"] for w in
+                     wrong_validation_pairs(src, result.run_id, limit=10_000, device="cpu")}
     ws = Workspace.open(shutil.copytree(src.root, tmp_path / "copy"))
     split = Split.load(ws.runs_dir / f"{result.run_id:04d}-reward" / "split.json")
     with Store(ws.db_path) as store:
         rows = {r["comparison_id"]: r for r in store.preference_rows()}
-        flipped = [i for i in split.val_ids if not rows[i]["tie"]][:3]
+        flipped = [i for i in split.val_ids
+                   if not rows[i]["tie"] and i not in already_wrong][:3]
+        assert len(flipped) == 3
         for cid in flipped:
             store.unjudge(cid)
             store.judge(cid, "b")
