@@ -15,7 +15,14 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 
 pg.setConfigOptions(antialias=True, background="w", foreground="#374151")
 
-PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"]
+PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2",
+           "#db2777", "#65a30d", "#4f46e5", "#a16207"]
+
+
+def is_smoothed(metric: str) -> bool:
+    """Only dense, noisy series are smoothed: evaluation points are sparse and already
+    averaged over the whole split, and schedules (lr, KL coefficient) are not noisy."""
+    return not metric.startswith("eval/") and not metric.endswith(("/lr", "/kl_coef"))
 
 
 class SeriesBuffer:
@@ -54,9 +61,13 @@ class SeriesBuffer:
 
 
 class MetricChart(pg.PlotWidget):
-    """One plot with several named series (e.g. train/loss and eval/loss)."""
+    """One plot with several named series (e.g. train/loss and eval/loss).
 
-    def __init__(self, title: str, series: list[tuple[str, str]], parent: QWidget | None = None):
+    With ``metric``, every series is that one metric (of different runs, overlaid; the series
+    names are then only keys) and the smoothing and marker rules follow ``metric``."""
+
+    def __init__(self, title: str, series: list[tuple[str, str]], parent: QWidget | None = None,
+                 metric: str | None = None):
         super().__init__(parent)
         self.setTitle(title, size="10pt")
         self.showGrid(x=True, y=True, alpha=0.2)
@@ -65,22 +76,23 @@ class MetricChart(pg.PlotWidget):
         self.getPlotItem().setClipToView(True)
         self.setMinimumHeight(160)
         self.smoothing = 0.6
+        self.metric_name = metric
         self.buffers: dict[str, SeriesBuffer] = {}
         self.raw_curves: dict[str, pg.PlotDataItem] = {}
         self.smooth_curves: dict[str, pg.PlotDataItem] = {}
         self.smoothed: set[str] = set()
-        for i, (name, label) in enumerate(series):
-            color = PALETTE[i % len(PALETTE)]
-            # Only dense, noisy series are smoothed: evaluation points are sparse and already
-            # averaged over the whole split, and schedules (lr, KL coefficient) are not noisy.
-            if not name.startswith("eval/") and not name.endswith(("/lr", "/kl_coef")):
+        for i, (name, label, *colour) in enumerate(series):
+            # A series may name its colour (the runs page keeps one colour per run).
+            color = colour[0] if colour else PALETTE[i % len(PALETTE)]
+            rule = metric or name
+            if is_smoothed(rule):
                 self.smoothed.add(name)
             self.buffers[name] = SeriesBuffer(self._weight(name))
             faint = pg.mkColor(color)
             faint.setAlpha(70)
             self.raw_curves[name] = self.plot(pen=pg.mkPen(faint, width=1))
             # Evaluation points are sparse: show markers so one point is visible.
-            symbol = "o" if name.startswith("eval/") else None
+            symbol = "o" if rule.startswith("eval/") else None
             self.smooth_curves[name] = self.plot(pen=pg.mkPen(color, width=2), name=label,
                                                  symbol=symbol, symbolSize=5,
                                                  symbolBrush=color, symbolPen=None)
@@ -122,20 +134,23 @@ class MetricChart(pg.PlotWidget):
 
 
 class ChartBoard(QWidget):
-    """A grid of MetricCharts fed by metric name, redrawn together on one timer."""
+    """A grid of MetricCharts fed by metric name, redrawn together on one timer.
 
-    def __init__(self, layout: list[tuple[str, list[tuple[str, str]]]], columns: int = 2,
+    A layout entry is (title, series) or (title, series, metric): the latter overlays one
+    metric of several runs (see MetricChart)."""
+
+    def __init__(self, layout: list[tuple], columns: int = 2,
                  parent: QWidget | None = None, interval_ms: int = 50):
         super().__init__(parent)
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         self.charts: list[MetricChart] = []
         self.routes: dict[str, MetricChart] = {}
-        for i, (title, series) in enumerate(layout):
-            chart = MetricChart(title, series)
+        for i, (title, series, *metric) in enumerate(layout):
+            chart = MetricChart(title, series, metric=metric[0] if metric else None)
             grid.addWidget(chart, i // columns, i % columns)
             self.charts.append(chart)
-            for name, _ in series:
+            for name, *_ in series:
                 self.routes[name] = chart
         self.points_received = 0
         self._next = 0
