@@ -2,6 +2,8 @@
 
 This widget only displays and reports: ``chosen(side)`` with side in left/right/tie/both_bad/
 skip, ``undo_requested``, ``note_requested``. ``JudgePage`` decides what those mean.
+With ``blind=True`` (blind evaluation) nothing about where a response came from is shown:
+the footers give only its length and whether it ended, never its source, model or adapter.
 """
 
 from __future__ import annotations
@@ -74,8 +76,9 @@ class CompareView(QWidget):
     undo_requested = Signal()
     note_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, *, blind: bool = False):
         super().__init__(parent)
+        self.blind = blind
         self.prompt = TextPane("Prompt")
         self.left = TextPane("Left")
         self.right = TextPane("Right")
@@ -159,7 +162,7 @@ class CompareView(QWidget):
         self.prompt.set_text(prompt, markdown)
         for pane, gen in ((self.left, left), (self.right, right)):
             pane.set_text(gen["text"], markdown)
-            pane.footer.setText(_footer(gen))
+            pane.footer.setText(_footer(gen, blind=self.blind))
         self.banner.setText(banner)
         self.banner.setVisible(bool(banner))
         self.set_note(note)
@@ -199,9 +202,9 @@ class CompareView(QWidget):
             pane.set_text(pane.source_text, markdown)
 
 
-def _footer(gen: dict) -> str:
+def _footer(gen: dict, blind: bool = False) -> str:
     tokens = gen.get("completion_tokens")
     if tokens is None:
-        return "imported" if gen.get("source") == "imported" else ""
+        return "imported" if gen.get("source") == "imported" and not blind else ""
     ending = "ended normally" if gen.get("finished") else "cut off at the token limit"
     return f"{tokens} tokens · {ending}"

@@ -25,7 +25,8 @@ def friendly_error(exc: BaseException) -> str:
     text = str(exc).strip()
     if type(exc).__name__ in {"ModelLoadError", "ModelFolderError", "StoreError", "FormatError",
                               "WorkspaceError", "ValueError", "RewardTrainingError",
-                              "RewardModelError"} and text:
+                              "RewardModelError", "PPOTrainingError", "EvaluationError",
+                              "PlaygroundError", "UncertaintyError"} and text:
         return text.splitlines()[0]
     if "out of memory" in text.lower():
         return ("The device ran out of memory. Try a smaller batch size, fewer new tokens, "

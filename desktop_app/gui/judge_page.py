@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QInputDialog, QLabel, QMe
 from ..core.store import PairView, Store, StoreError
 from .compare_view import CompareView
 from .config_form import ConfigForm
+from .judge_order import JudgeOrder
 from .pair_queue import PairQueue
 
 
@@ -37,9 +38,17 @@ class JudgePage(QWidget):
         self.view.undo_requested.connect(self.undo)
         self.view.note_requested.connect(self.edit_note)
 
+        self.order_box = JudgeOrder(store, self)
+        self.order_box.order_changed.connect(self._on_order_changed)
+        side = QWidget()
+        side.setFixedWidth(270)
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(0, 0, 0, 0)
+        side_layout.addWidget(self._build_side_panel(), 1)
+        side_layout.addWidget(self.order_box)
         layout = QHBoxLayout(self)
         layout.addWidget(self.view, 1)
-        layout.addWidget(self._build_side_panel())
+        layout.addWidget(side)
 
         self.queue.status_changed.connect(self.gen_status.setText)
         self.queue.progress.connect(self._on_progress)
@@ -101,8 +110,14 @@ class JudgePage(QWidget):
     def refresh(self) -> None:
         """Show the next pending pair if nothing is on screen; update the progress line."""
         if self.current is None:
-            self._show(self.store.next_pending())
+            self._show(self.store.next_pending(order=self.order_box.order))
         self._update_status()
+
+    def _on_order_changed(self, order: str) -> None:
+        """A new order (or a fresh ranking): a pair not yet judged goes back to the queue."""
+        if self.current is not None and self.current.choice is None:
+            self.current = None
+        self.refresh()
 
     def _show(self, pair: PairView | None) -> None:
         self.current = pair
@@ -152,7 +167,7 @@ class JudgePage(QWidget):
             return
         self.undo_stack.append(pair.comparison_id)
         self.session_judged += 1
-        self._show(self.store.next_pending())
+        self._show(self.store.next_pending(order=self.order_box.order))
         self._update_status()
         self.judged.emit()
         self.queue.top_up()

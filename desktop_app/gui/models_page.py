@@ -211,14 +211,16 @@ class ModelsPage(QWidget):
         self.load_path(path, self.device_box.currentText(), self.dtype_box.currentText(), trust)
 
     def load_path(self, path: str, device: str = "auto", dtype: str = "auto",
-                  trust_remote_code: bool = False, adapter: str | None = None) -> None:
-        """Load ``path`` in the background; with ``adapter`` (a tuned policy) merged in."""
+                  trust_remote_code: bool = False, adapter: str | None = None,
+                  versus_base: bool = False) -> None:
+        """Load ``path`` in the background; with ``adapter`` (a tuned policy) merged in, or
+        kept switchable when ``versus_base`` (pairs of one tuned and one base response)."""
         from ..ml.model_loader import load_model
 
         def work(emit, stop):
             return load_model(path, device=device, dtype=dtype,
                               trust_remote_code=trust_remote_code, emit=emit, stop=stop,
-                              adapter=adapter)
+                              adapter=adapter, versus_base=versus_base)
 
         self.load_job = Job(work, self, name="load-model")
         self.load_job.event.connect(self._on_load_event)

@@ -37,12 +37,15 @@ def test_ppo_run_then_next_round(qtbot, window, workspace, store, tiny_chat_mode
     assert run["kind"] == "ppo" and run["parent_run_id"] == reward.run_id
     assert "objective/kl" in store.final_metrics(result.run_id)
 
-    # The next round: the tuned policy generates pairs, recorded with its adapter.
+    # The next round: the tuned policy against the base (the answer to the main window's
+    # question), each pair recorded with the adapter on the tuned side only.
     assert page.use_button.isEnabled()
+    window._ask_pair_mode = lambda: True
     qtbot.mouseClick(page.use_button, Qt.MouseButton.LeftButton)
     judge = window.judge_page
     qtbot.waitUntil(lambda: judge.queue.lm is not None and judge.queue.lm.adapter is not None,
                     timeout=120_000)
+    assert judge.queue.lm.versus_base
     qtbot.waitUntil(lambda: store.db.execute(
         "SELECT COUNT(*) FROM generations WHERE adapter IS NOT NULL").fetchone()[0] > 0,
         timeout=120_000)
