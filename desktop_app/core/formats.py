@@ -2,17 +2,20 @@
 
 One entry point, ``parse_file``. It understands:
 
-- ``.txt``   one prompt per non-empty line;
-- ``.jsonl`` one JSON object per line, ``.json`` a JSON array of such objects. A row is a
-  prompt (``prompt`` text, or chat ``messages``) or a preference pair in TRL's standard
-  form (``prompt``/``chosen``/``rejected`` strings) or conversational form (message lists);
-- ``.csv``   a header with a ``prompt`` column, plus ``chosen`` and ``rejected`` for pairs.
+- ``.txt``     one prompt per non-empty line;
+- ``.jsonl``   one JSON object per line, ``.json`` a JSON array of such objects;
+- ``.csv``     a header with a ``prompt`` column, plus ``chosen`` and ``rejected`` for pairs
+  (or only ``chosen`` and ``rejected``, holding HH transcripts);
+- ``.parquet`` a table with those columns, as data sets are published (needs pyarrow).
+
+A row is a prompt (``prompt`` text, or chat ``messages``) or a preference pair in one of the
+forms ``preference_formats`` reads (TRL standard and conversational, UltraFeedback, HH-RLHF).
 
 A file holds one kind of row. A problem that spoils the whole file (missing, not UTF-8,
 unknown type, no ``prompt`` column, empty) raises ``FormatError``; a bad row becomes an
-``ImportProblem`` naming its line, and the good rows around it are still returned, so one
-typo never costs the user a thousand-line import. Duplicates are kept: the store skips and
-counts them, where the user can see it happen.
+``ImportProblem`` naming its line (a Parquet row's 1-based number), and the good rows around it
+are still returned, so one typo never costs the user a thousand-line import. Duplicates are
+kept: the store skips and counts them, where the user can see it happen.
 """
 
 from __future__ import annotations
@@ -21,14 +24,30 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-__all__ = ["PromptRecord", "PairRecord", "ImportProblem", "ParsedFile", "FormatError",
-           "parse_file"]
+from .preference_formats import PairRecord, pair_from_row
+from .row_fields import (
+    ROLES,
+    BadRow,
+    conversation_text,
+    kind_of,
+    messages_field,
+    text_field,
+)
 
-ROLES = ("system", "user", "assistant")
+__all__ = [
+    "ROLES",
+    "FormatError",
+    "ImportProblem",
+    "PairRecord",
+    "ParsedFile",
+    "PromptRecord",
+    "parse_file",
+]
 
 
 # ---------------------------------------------------------------------------------------
@@ -42,17 +61,6 @@ class PromptRecord:
 
     text: str
     messages: list[dict] | None
-    line: int
-
-
-@dataclass
-class PairRecord:
-    """A judged pair: ``chosen`` was preferred over ``rejected`` as answers to ``prompt``."""
-
-    prompt: str
-    prompt_messages: list[dict] | None
-    chosen: str
-    rejected: str
     line: int
 
 
@@ -92,30 +100,37 @@ class FormatError(Exception):
 def parse_file(path: str | Path) -> ParsedFile:
     """Read ``path`` into prompts or pairs plus the problems found on the way."""
     path = Path(path)
-    text = _read_text(path)
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
+    data = _read_bytes(path)
+    suffix = path.suffix.lower()
+    if suffix != ".parquet" and suffix not in _READERS:
         raise FormatError(path, f"unsupported file type '{path.suffix or '(no extension)'}'; "
-                                "use .txt, .jsonl, .json or .csv")
+                                "use .txt, .jsonl, .json, .csv or .parquet")
+    rows = _Rows(path)
+    if suffix == ".parquet":
+        _read_parquet(data, rows)
+        return rows.result
+    text = _decode(path, data)
     if not text.strip():
         raise FormatError(path, "the file is empty")
-    rows = _Rows(path)
-    reader(text, rows)
+    _READERS[suffix](text, rows)
     return rows.result
 
 
-def _read_text(path: Path) -> str:
-    """The file as text: UTF-8, with the byte-order mark some editors add removed."""
+def _read_bytes(path: Path) -> bytes:
     if path.is_dir():
         raise FormatError(path, "is a folder, not a file")
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise FormatError(path, f"file not found ({path})") from None
     except OSError as e:
         raise FormatError(path, f"could not be read ({e.strerror or e})") from None
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """The file as text: UTF-8, with the byte-order mark some editors add removed."""
     bom = b"\xef\xbb\xbf"
-    body = data[len(bom):] if data.startswith(bom) else data
+    body = data.removeprefix(bom)
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -129,14 +144,14 @@ def _read_text(path: Path) -> str:
 # One reader per file type. Each walks its text and hands rows, with their line, to _Rows.
 # ---------------------------------------------------------------------------------------
 
-def _read_txt(text: str, rows: "_Rows") -> None:
+def _read_txt(text: str, rows: _Rows) -> None:
     # Backslash sequences stay literal: a prompt about "\n" in C must survive the import.
     for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             rows.add(number, {"prompt": line}, kind="prompts")
 
 
-def _read_jsonl(text: str, rows: "_Rows") -> None:
+def _read_jsonl(text: str, rows: _Rows) -> None:
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -148,7 +163,7 @@ def _read_jsonl(text: str, rows: "_Rows") -> None:
         rows.add(number, value)
 
 
-def _read_json(text: str, rows: "_Rows") -> None:
+def _read_json(text: str, rows: _Rows) -> None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
@@ -160,7 +175,7 @@ def _read_json(text: str, rows: "_Rows") -> None:
         raise FormatError(rows.path, f"not valid JSON: {e.msg} at line {e.lineno}, "
                                      f"column {e.colno}") from None
     if not isinstance(value, list):
-        raise FormatError(rows.path, f"expected a JSON array of objects, found {_kind_of(value)}")
+        raise FormatError(rows.path, f"expected a JSON array of objects, found {kind_of(value)}")
     if not value:
         raise FormatError(rows.path, "the JSON array is empty")
     for number, item in _array_items_with_lines(text):
@@ -187,7 +202,7 @@ def _array_items_with_lines(text: str) -> Iterator[tuple[int, Any]]:
             pos += 1
 
 
-def _read_csv(text: str, rows: "_Rows") -> None:
+def _read_csv(text: str, rows: _Rows) -> None:
     reader = csv.reader(io.StringIO(text, newline=""))
     columns: dict[str, int] | None = None
     width, kind = 0, "prompts"
@@ -220,16 +235,14 @@ def _read_csv(text: str, rows: "_Rows") -> None:
         raise FormatError(rows.path, "has a header but no rows")
 
 
+# Columns a pairs CSV may have besides the responses (see preference_formats).
+_CSV_PAIR_COLUMNS = ("prompt", "chosen", "rejected", "score_chosen", "score_rejected", "tie")
+
+
 def _csv_header(cells: list[str], line: int, path: str) -> tuple[dict[str, int], str]:
     """Map the columns this module reads to their positions, and say which kind of file."""
     names = [cell.strip().lower() for cell in cells]
-    if "prompt" not in names:
-        found = ", ".join(repr(cell) for cell in cells)
-        hint = (" (is it separated by ';' or tabs instead of commas?)"
-                if len(cells) == 1 and re.search(r"[;\t]", cells[0]) else "")
-        raise FormatError(path, f"the first row (line {line}) must be a header with a 'prompt' "
-                                f"column; found {found}{hint}")
-    for name in ("prompt", "chosen", "rejected"):
+    for name in _CSV_PAIR_COLUMNS:
         if names.count(name) > 1:
             raise FormatError(path, f"the header has more than one '{name}' column")
     has_chosen, has_rejected = "chosen" in names, "rejected" in names
@@ -237,11 +250,44 @@ def _csv_header(cells: list[str], line: int, path: str) -> tuple[dict[str, int],
         present, absent = ("chosen", "rejected") if has_chosen else ("rejected", "chosen")
         raise FormatError(path, f"the header has a '{present}' column but no '{absent}' "
                                 "column; a pairs file needs both")
-    wanted = ("prompt", "chosen", "rejected") if has_chosen else ("prompt",)
-    return {name: names.index(name) for name in wanted}, "pairs" if has_chosen else "prompts"
+    # Without a prompt column, the responses must be HH transcripts that hold the prompt.
+    if "prompt" not in names and not has_chosen:
+        found = ", ".join(repr(cell) for cell in cells)
+        hint = (" (is it separated by ';' or tabs instead of commas?)"
+                if len(cells) == 1 and re.search(r"[;\t]", cells[0]) else "")
+        raise FormatError(path, f"the first row (line {line}) must be a header with a 'prompt' "
+                                "column (or 'chosen' and 'rejected' columns holding HH "
+                                f"transcripts); found {found}{hint}")
+    wanted = _CSV_PAIR_COLUMNS if has_chosen else ("prompt",)
+    columns = {name: names.index(name) for name in wanted if name in names}
+    return columns, "pairs" if has_chosen else "prompts"
 
 
-_READERS: dict[str, Callable[[str, "_Rows"], None]] = {
+def _read_parquet(data: bytes, rows: _Rows) -> None:
+    """Rows of a Parquet table, numbered from 1. Read in batches: published preference sets
+    run to hundreds of thousands of rows, and their Python form is several times larger."""
+    try:
+        import pyarrow
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise FormatError(rows.path, "reading Parquet needs pyarrow: pip install pyarrow") from None
+    if not data:
+        raise FormatError(rows.path, "the file is empty")
+    number = 0
+    try:
+        table = pq.ParquetFile(io.BytesIO(data))
+        for batch in table.iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                number += 1
+                rows.add(number, row)
+    except (pyarrow.ArrowException, OSError, ValueError) as e:
+        where = f" at row {number + 1}" if number else ""
+        raise FormatError(rows.path, f"not a readable Parquet file{where} ({e})") from None
+    if number == 0:
+        raise FormatError(rows.path, "the table has no rows")
+
+
+_READERS: dict[str, Callable[[str, _Rows], None]] = {
     ".txt": _read_txt, ".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
 }
 
@@ -249,10 +295,6 @@ _READERS: dict[str, Callable[[str, "_Rows"], None]] = {
 # ---------------------------------------------------------------------------------------
 # Turning a row into a record, and holding the file to one kind of row
 # ---------------------------------------------------------------------------------------
-
-class _BadRow(Exception):
-    """Why a row was skipped; becomes an ImportProblem at the row's line."""
-
 
 class _Rows:
     """Collects records and problems. The first valid row fixes the file's kind, because a
@@ -271,7 +313,7 @@ class _Rows:
     def add(self, line: int, row: Any, kind: str | None = None) -> None:
         """Add one row; ``kind`` is given when the file type already decided it (CSV, txt)."""
         if not isinstance(row, dict):
-            self.problem(line, f"expected a JSON object, found {_kind_of(row)}")
+            self.problem(line, f"expected a JSON object, found {kind_of(row)}")
             return
         kind = kind or _row_kind(row)
         if kind is None:
@@ -285,8 +327,8 @@ class _Rows:
                                "one file must hold one kind")
             return
         try:
-            record = _pair(row, line) if kind == "pairs" else _prompt(row, line)
-        except _BadRow as e:
+            record = pair_from_row(row, line) if kind == "pairs" else _prompt(row, line)
+        except BadRow as e:
             self.problem(line, str(e))
             return
         if self.kind is None:
@@ -310,103 +352,15 @@ def _row_kind(row: dict) -> str | None:
 
 def _prompt(row: dict, line: int) -> PromptRecord:
     if "prompt" in row and "messages" in row:
-        raise _BadRow("has both 'prompt' and 'messages'; keep one")
+        raise BadRow("has both 'prompt' and 'messages'; keep one")
     if "messages" in row or isinstance(row.get("prompt"), list):
         # Chat data may carry the assistant's answer too: the prompt is everything up to
         # and including the last user turn, which is what a model would be asked.
         name = "messages" if "messages" in row else "prompt"
-        messages = _messages(row[name], name)
+        messages = messages_field(row[name], name)
         last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
         if last_user < 0:
-            raise _BadRow(f"'{name}' has no user turn")
+            raise BadRow(f"'{name}' has no user turn")
         messages = messages[:last_user + 1]
-        return PromptRecord(_conversation_text(messages, name), messages, line)
-    return PromptRecord(_text(row, "prompt"), None, line)
-
-
-def _pair(row: dict, line: int) -> PairRecord:
-    missing = [name for name in ("prompt", "chosen", "rejected") if name not in row]
-    if missing:
-        raise _BadRow("missing " + " and ".join(f"'{name}'" for name in missing))
-    prompt_messages = None
-    if isinstance(row["prompt"], list):
-        prompt_messages = _messages(row["prompt"], "prompt")
-        if prompt_messages[-1]["role"] != "user":
-            raise _BadRow("the 'prompt' conversation must end with a user turn")
-        prompt = _conversation_text(prompt_messages, "prompt")
-    else:
-        prompt = _text(row, "prompt")
-    chosen, rejected = _response(row, "chosen"), _response(row, "rejected")
-    if chosen == rejected:
-        raise _BadRow("'chosen' and 'rejected' are the same text")
-    return PairRecord(prompt, prompt_messages, chosen, rejected, line)
-
-
-def _response(row: dict, name: str) -> str:
-    """A response is a string, or (conversational form) a list of assistant turns."""
-    if not isinstance(row[name], list):
-        return _text(row, name)
-    messages = _messages(row[name], name)
-    for message in messages:
-        if message["role"] != "assistant":
-            raise _BadRow(f"'{name}' must hold only assistant turns, found a "
-                          f"'{message['role']}' turn (the conversation belongs in 'prompt')")
-    text = "\n\n".join(m["content"] for m in messages if m["content"])
-    if not text:
-        raise _BadRow(f"'{name}' is empty")
-    return text
-
-
-def _text(row: dict, name: str) -> str:
-    if name not in row:
-        raise _BadRow(f"missing '{name}'")
-    value = row[name]
-    if not isinstance(value, str):
-        raise _BadRow(f"'{name}' must be text, found {_kind_of(value)}")
-    if not value.strip():
-        raise _BadRow(f"'{name}' is empty")
-    return value.strip()
-
-
-def _messages(value: Any, name: str) -> list[dict]:
-    """Check a chat message list and return a clean copy: roles lower-case, text stripped."""
-    if not isinstance(value, list):
-        raise _BadRow(f"'{name}' must be a list of messages, found {_kind_of(value)}")
-    if not value:
-        raise _BadRow(f"'{name}' is an empty list")
-    clean = []
-    for number, message in enumerate(value, start=1):
-        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
-                and isinstance(message.get("content"), str)):
-            raise _BadRow(f"'{name}' message {number} must be an object with text 'role' and "
-                          "'content'")
-        role = message["role"].strip().lower()
-        if role not in ROLES:
-            raise _BadRow(f"'{name}' message {number} has role '{message['role']}'; expected "
-                          "system, user or assistant")
-        clean.append({"role": role, "content": message["content"].strip()})
-    return clean
-
-
-def _conversation_text(messages: list[dict], name: str) -> str:
-    """What the user reads for a chat prompt: the question itself when there is one user turn,
-    else the whole exchange as a transcript. ``messages`` ends with a user turn."""
-    if not messages[-1]["content"]:
-        raise _BadRow(f"the last user turn in '{name}' is empty")
-    # A system message stays in ``messages`` but not in the text: it is usually boilerplate
-    # ("You are a helpful assistant") that would crowd out the question.
-    turns = [m for m in messages if m["role"] != "system"]
-    if sum(m["role"] == "user" for m in turns) == 1:
-        return turns[-1]["content"]
-    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in turns)
-
-
-def _kind_of(value: Any) -> str:
-    """A JSON value's type in the words a JSON user knows."""
-    if isinstance(value, bool):
-        return "true/false"
-    if value is None:
-        return "null"
-    names = {dict: "an object", list: "an array", str: "a string", int: "a number",
-             float: "a number"}
-    return names.get(type(value), type(value).__name__)
+        return PromptRecord(conversation_text(messages, name), messages, line)
+    return PromptRecord(text_field(row, "prompt"), None, line)

@@ -1,18 +1,22 @@
-"""Prompts: import from files, add, edit, delete. Duplicates and malformed rows are reported."""
+"""Prompts: import from files, add, edit, delete, and export the judgments as a data set.
+Duplicates and malformed rows are reported."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFileDialog,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMessageBox,
                                QPlainTextEdit, QPushButton, QTableView, QVBoxLayout, QWidget)
 
+from ..core.exports import FORMATS
 from ..core.store import Store, StoreError
 
-FILE_FILTER = "Prompts or pairs (*.txt *.jsonl *.json *.csv);;All files (*)"
+FILE_FILTER = "Prompts or pairs (*.txt *.jsonl *.json *.csv *.parquet);;All files (*)"
+# One save-dialog filter per export format; the filter the user picks decides the format.
+EXPORT_FILTERS = {f"{fmt.label} (*{fmt.suffix})": fmt.name for fmt in FORMATS.values()}
 
 
 class PromptDialog(QDialog):
@@ -37,7 +41,7 @@ class PromptDialog(QDialog):
 class PromptsPage(QWidget):
     prompts_changed = Signal()
 
-    COLUMNS = ("ID", "Prompt", "Source", "Pairs", "Judged")
+    COLUMNS = ("ID", "Prompt", "Source", "Pairs", "Judged", "Held out")
 
     def __init__(self, store: Store, parent: QWidget | None = None):
         super().__init__(parent)
@@ -58,7 +62,7 @@ class PromptsPage(QWidget):
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        for col in (0, 2, 3, 4):
+        for col in (0, 2, 3, 4, 5):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.table.doubleClicked.connect(lambda _: self.edit_selected())
 
@@ -69,8 +73,11 @@ class PromptsPage(QWidget):
         self.summary = QLabel("")
 
         buttons = QHBoxLayout()
-        for text, slot in (("Import file…", self.import_dialog), ("Add…", self.add_prompt),
-                           ("Edit…", self.edit_selected), ("Delete", self.delete_selected)):
+        for text, slot in (("Import file…", self.import_dialog),
+                           ("Export judgments…", self.export_dialog), ("Add…", self.add_prompt),
+                           ("Edit…", self.edit_selected), ("Delete", self.delete_selected),
+                           ("Hold out for evaluation", self.hold_out_selected),
+                           ("Release", self.release_selected)):
             button = QPushButton(text)
             button.clicked.connect(slot)
             buttons.addWidget(button)
@@ -88,7 +95,9 @@ class PromptsPage(QWidget):
         self.model.setRowCount(0)
         for row in rows:
             items = []
-            for value in (row["id"], row["text"], row["source"], row["pairs"], row["judged"]):
+            held = "held out" if row.get("held_out") else ""
+            for value in (row["id"], row["text"], row["source"], row["pairs"], row["judged"],
+                          held):
                 item = QStandardItem()
                 if isinstance(value, int):
                     item.setData(value, Qt.ItemDataRole.DisplayRole)
@@ -96,9 +105,15 @@ class PromptsPage(QWidget):
                     item.setText(" ".join(str(value).split())[:300])
                     item.setToolTip(str(value)[:2000])
                 items.append(item)
+            if held:
+                items[5].setToolTip("Held out for evaluation: no training pairs are generated "
+                                    "for it; the Evaluate page compares policies on it.")
+                items[5].setForeground(QBrush(QColor("#7c3aed")))
             self.model.appendRow(items)
-        without = sum(1 for r in rows if not r["pairs"])
-        self.summary.setText(f"{len(rows)} prompts · {without} without a pair yet")
+        without = sum(1 for r in rows if not r["pairs"] and not r.get("held_out"))
+        held_out = sum(1 for r in rows if r.get("held_out"))
+        self.summary.setText(f"{len(rows)} prompts · {without} without a pair yet · "
+                             f"{held_out} held out for evaluation")
 
     def selected_ids(self) -> list[int]:
         rows = {index.row() for index in self.table.selectionModel().selectedRows()}
@@ -132,6 +147,43 @@ class PromptsPage(QWidget):
         else:
             QMessageBox.information(self, f"Imported {Path(path).name}", text)
 
+    def export_dialog(self) -> None:
+        if not self.store.preference_rows():
+            QMessageBox.information(self, "Nothing to export", "There are no judged pairs yet.")
+            return
+        path, chosen = QFileDialog.getSaveFileName(self, "Export judgments", "judgments.jsonl",
+                                                   ";;".join(EXPORT_FILTERS))
+        if path:
+            fmt = EXPORT_FILTERS.get(chosen, "csv" if path.lower().endswith(".csv") else "trl")
+            self.export_path(path, fmt)
+
+    def export_path(self, path: str, fmt: str) -> None:
+        from ..core.exports import export_judgments
+        if not Path(path).suffix:
+            path += FORMATS[fmt].suffix
+        ties = self.store.stats()["by_choice"]["tie"]
+        # Asked, not assumed: a tool that does not know the 'tie' column reads a tie as a
+        # preference for the first response.
+        include_ties = bool(ties) and QMessageBox.question(
+            self, "Include ties?",
+            f"{ties} pair(s) were judged a tie. Include them, marked in a 'tie' column?\n\n"
+            "Tools that do not know that column would read them as preferences.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No) == QMessageBox.StandardButton.Yes
+        try:
+            result = export_judgments(self.store, path, fmt, include_ties=include_ties)
+        except (ValueError, OSError) as exc:
+            QMessageBox.warning(self, "Export failed", f"{Path(path).name}: {exc}")
+            return
+        text = f"Wrote {result.pairs} pairs to {path} ({FORMATS[fmt].label})."
+        if result.ties:
+            text += f"\n{result.ties} of them are ties."
+        elif ties:
+            text += f"\n{ties} ties were left out."
+        if result.unusable:
+            text += f"\n{result.unusable} pairs with an empty or repeated response were left out."
+        QMessageBox.information(self, "Exported judgments", text)
+
     def add_prompt(self) -> None:
         dialog = PromptDialog("Add prompt", parent=self)
         if dialog.exec() and dialog.text():
@@ -162,6 +214,30 @@ class PromptsPage(QWidget):
             except StoreError as exc:
                 QMessageBox.warning(self, "Not saved", str(exc))
                 return
+            self.reload()
+            self.prompts_changed.emit()
+
+    def hold_out_selected(self) -> None:
+        """Keep the selected prompts for evaluation: no training pairs are made from them."""
+        ids = self.selected_ids()
+        if not ids:
+            return
+        judged = self.store.prompt_judgment_count(ids)
+        if judged and QMessageBox.question(
+                self, "Hold out judged prompts?",
+                f"These prompts already have {judged} training judgment(s). A reward model may "
+                "have learnt them, so an evaluation on them is not fully held out.\n\n"
+                "Hold them out anyway?") != QMessageBox.StandardButton.Yes:
+            return
+        self.store.set_held_out(ids, True)
+        self.reload()
+        self.prompts_changed.emit()
+
+    def release_selected(self) -> None:
+        """Return the selected held-out prompts to the pool that training pairs come from."""
+        ids = self.selected_ids()
+        if ids:
+            self.store.set_held_out(ids, False)
             self.reload()
             self.prompts_changed.emit()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -131,7 +132,7 @@ def test_failed_rename_leaves_the_old_file_and_removes_the_temp_file(tmp_path, m
 
     def failing_replace(source, destination):
         # The full new file exists at this point, beside the target, fsynced.
-        written.append(open(source, encoding="utf-8").read())
+        written.append(Path(source).read_text(encoding="utf-8"))
         raise OSError("disk full")
 
     monkeypatch.setattr(exports.os, "replace", failing_replace)

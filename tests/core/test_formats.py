@@ -6,8 +6,13 @@ import json
 
 import pytest
 
-from desktop_app.core.formats import (FormatError, ImportProblem, PairRecord, PromptRecord,
-                                      parse_file)
+from desktop_app.core.formats import (
+    FormatError,
+    ImportProblem,
+    PairRecord,
+    PromptRecord,
+    parse_file,
+)
 
 
 def write(tmp_path, name, text, encoding="utf-8"):
