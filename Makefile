@@ -10,7 +10,7 @@ BIN     = $(VENV)/bin
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 
-.PHONY: setup run test bench bench-reward bench-ppo screenshot clean
+.PHONY: setup run test bench bench-reward bench-ppo screenshot package clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ bench-ppo: setup
 # Re-renders docs/comparison-view.png from the demo workspace (offscreen).
 screenshot: setup
 	QT_QPA_PLATFORM=offscreen $(BIN)/python docs/make_screenshot.py docs/comparison-view.png
+
+# A one-folder app in dist/rlhf-desk/ (PyInstaller, own venv in packaging/.build-venv with
+# $(TORCH)); fails unless the built app passes its --smoke-test. See packaging/README.md.
+package:
+	TORCH="$(TORCH)" PYTHON="$(PYTHON)" packaging/build.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -8,6 +8,8 @@ import sys
 from ..core.store import Store
 from ..core.workspace import Workspace
 
+APP_ID = "io.github.rlhfdesk.RLHFDesk"
+
 
 def create_app():
     from PySide6.QtWidgets import QApplication
@@ -16,9 +18,29 @@ def create_app():
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("RLHF Desk")
     app.setOrganizationName("rlhf-desk")
+    # Matches packaging/io.github.rlhfdesk.RLHFDesk.desktop: Wayland compositors and docks
+    # find the menu entry (and its icon) through it.
+    app.setDesktopFileName(APP_ID)
     app.setStyle("Fusion")
     app.setStyleSheet(STYLESHEET)
+    icon = app_icon()
+    if icon is not None:
+        app.setWindowIcon(icon)
     return app
+
+
+def app_icon():
+    """The app icon (resources/icons, shipped in wheels and frozen builds); None if missing."""
+    from PySide6.QtGui import QIcon
+
+    from ..core.resources import icon_path
+
+    icon = QIcon()
+    for size in (48, 64, 128, 256):
+        path = icon_path(size)
+        if path is not None:
+            icon.addFile(str(path))
+    return None if icon.isNull() else icon
 
 
 def _log_to_workspace(workspace: Workspace) -> None:
@@ -57,8 +79,11 @@ def warm_up_imports() -> None:
     def work() -> None:
         try:
             import peft  # noqa: F401
-            from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification  # noqa: F401
-        except Exception:  # noqa: BLE001 - a failure here resurfaces, with a message, on use
+            from transformers import (  # noqa: F401
+                AutoModelForCausalLM,
+                AutoModelForSequenceClassification,
+            )
+        except Exception:  # noqa: BLE001, S110 - a failure here resurfaces, with a message, on use
             pass
 
     threading.Thread(target=work, name="warm-up-imports", daemon=True).start()

@@ -1,11 +1,15 @@
-"""Export a tuned policy: the LoRA adapter as it is, or merged into the base weights as a full
-model folder (weights + config + tokenizer) that plain ``AutoModelForCausalLM`` loads."""
+"""Export a tuned policy: the LoRA adapter as it is (a standard PEFT folder), or merged into the
+base weights as a full model folder (weights + config + generation config + tokenizer) that plain
+``AutoModelForCausalLM.from_pretrained(folder)`` loads with no RLHF Desk code. Both get a model
+card (``README.md``, see ``core/model_card.py``) saying where the model came from."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
+from ..core.model_card import collect_card_facts, write_model_card
 from ..core.store import Store
 from .model_loader import _first_line
 
@@ -16,8 +20,11 @@ class ExportError(Exception):
 
 def export_policy(workspace, run_id: int, out_dir: str | Path, merged: bool = False) -> Path:
     """Write run ``run_id``'s policy to ``out_dir`` (which must not exist or be empty)."""
+    out = Path(out_dir).expanduser()
     with Store(workspace.db_path) as store:
         run = store.get_run(run_id)
+        card = collect_card_facts(workspace, store, run_id, merged=merged,
+                                  name=out.name) if run is not None else None
     if run is None:
         raise ExportError(f"There is no run {run_id}.")
     if run["kind"] != "ppo":
@@ -26,18 +33,26 @@ def export_policy(workspace, run_id: int, out_dir: str | Path, merged: bool = Fa
     if run["status"] != "completed" or adapter is None or not (
             adapter / "adapter_config.json").is_file():
         raise ExportError(f"Run {run_id} has no finished policy to export ({run['status']}).")
-    out = Path(out_dir).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} already exists and is not an empty folder.")
+    base = run["config"]["base_model"]
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
 
     if not merged:
-        shutil.copytree(adapter, out, dirs_exist_ok=True)
+        try:
+            shutil.copytree(adapter, tmp)
+            _point_adapter_at_base(tmp, base)
+            write_model_card(tmp, card)
+            _replace(tmp, out)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ExportError(f"Could not write {out}: {exc.strerror or exc}") from exc
         return out
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = run["config"]["base_model"]
     try:
         model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True)
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
@@ -46,11 +61,28 @@ def export_policy(workspace, run_id: int, out_dir: str | Path, merged: bool = Fa
     except Exception as exc:
         raise ExportError(f"Could not merge the policy of run {run_id} into {base}: "
                           f"{_first_line(exc)}") from exc
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_model_card(tmp, card)
+        _replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(f"Could not write {out}: {exc.strerror or exc}") from exc
+    return out
+
+
+def _point_adapter_at_base(folder: Path, base: str) -> None:
+    """PEFT finds the base model through ``base_model_name_or_path``; make sure it is there."""
+    path = folder / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if not config.get("base_model_name_or_path"):
+        config["base_model_name_or_path"] = base
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """The finished folder appears at ``out`` in one step: never a half-written export."""
     if out.exists():
         out.rmdir()
     tmp.rename(out)
-    return out
