@@ -143,12 +143,16 @@ def cmd_generate(args: argparse.Namespace, out: Output) -> int:
         bar = ProgressBar()
         lm = load_model(args.model, device=args.device, dtype=args.dtype,
                         trust_remote_code=args.trust_remote_code, emit=bar,
-                        adapter=args.adapter)
+                        adapter=args.adapter, versus_base=args.versus_base)
         bar.close()
         if not store.prompts_without_pairs(1, model=lm.path, adapter=lm.adapter):
             raise CliError("every prompt already has a pair from this model; import more "
                            "prompts, or generate from a tuned policy with --adapter")
+        if args.versus_base and not args.adapter:
+            raise CliError("--versus-base needs --adapter (the tuned policy to pit against "
+                           "the base)")
         run_id = store.create_run("generate", {"model": lm.path, "adapter": lm.adapter,
+                                               "versus_base": lm.versus_base,
                                                "device": lm.device.label(),
                                                "sampling": cfg.to_dict(), "pairs": args.pairs,
                                                "seed": args.seed})
@@ -188,18 +192,24 @@ def cmd_stats(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_export(args: argparse.Namespace, out: Output) -> int:
-    from .core.exports import JudgedPair, write_trl_jsonl
+    from .core.exports import export_judgments
     _, store = _open_store(args)
     with store:
-        rows = [JudgedPair(r["prompt"], r["chosen"], r["rejected"],
-                           json.loads(r["prompt_messages"]) if r["prompt_messages"] else None)
-                for r in store.judged_pairs()]
+        try:
+            result = export_judgments(store, args.out, args.format, include_ties=args.ties)
+        except ValueError as exc:  # a stored pair that cannot be written; the old file is kept
+            raise CliError(f"cannot export: {exc}") from None
         by_choice = store.stats()["by_choice"]
-    written = write_trl_jsonl(rows, args.out)
-    left_out = {k: by_choice[k] for k in ("tie", "both_bad", "skip")}
-    data = {"file": str(args.out), "format": args.format, "pairs": written, "left_out": left_out}
-    out.result(data, f"Wrote {written} pairs to {args.out} (left out: {left_out['tie']} ties, "
-                     f"{left_out['both_bad']} both bad, {left_out['skip']} skipped)")
+    left_out = {"tie": 0 if args.ties else by_choice["tie"], "both_bad": by_choice["both_bad"],
+                "skip": by_choice["skip"], "unusable": result.unusable}
+    data = {"file": str(args.out), "format": args.format, "pairs": result.pairs,
+            "ties": result.ties, "left_out": left_out}
+    ties = f" ({result.ties} ties)" if result.ties else ""
+    unusable = (f", {result.unusable} with an empty or repeated response"
+                if result.unusable else "")
+    out.result(data, f"Wrote {result.pairs} pairs{ties} to {args.out} as {args.format} (left "
+                     f"out: {left_out['tie']} ties, {left_out['both_bad']} both bad, "
+                     f"{left_out['skip']} skipped{unusable})")
     return 0
 
 
@@ -300,16 +310,84 @@ def cmd_export_model(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def cmd_runs(args: argparse.Namespace, out: Output) -> int:
+def cmd_evaluate(args: argparse.Namespace, out: Output) -> int:
+    from .core.config import EvalConfig
+    from .ml.evaluate import EvaluationError, parse_policy, resolve_policy, run_evaluation
+    workspace, store = _open_store(args)
+    cfg = _config_from_args(EvalConfig, args)
+    bar = ProgressBar()
+    try:
+        with store:
+            a = resolve_policy(store, parse_policy(args.a))
+            b = resolve_policy(store, parse_policy(args.b))
+            outcome = run_evaluation(workspace, store, cfg, a=a, b=b, base_model=args.model,
+                                     human=not args.auto, reward_run_id=args.reward,
+                                     prompt_file=args.prompts, emit=bar, stop=_stop_on_ctrl_c())
+    except EvaluationError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        bar.close()
+    data = outcome.to_dict() | {"a": args.a, "b": args.b}
+    for key in ("win_rate", "ci_low", "ci_high", "n"):
+        data.setdefault(key, None)  # no reward model: the person's verdict comes later
+    lines = [f"Evaluation run {outcome.run_id}: {outcome.status}, {outcome.pairs} prompts"]
+    lines += [f"warning: {w}" for w in outcome.warnings]
+    if outcome.automatic is not None:
+        lines.append(f"Reward model (run {outcome.reward_run_id}): "
+                     f"{outcome.automatic.describe(a.label, b.label)}")
+    if outcome.status == "judging":
+        lines.append("Blind pairs are waiting: judge them on the app's Evaluate page.")
+    out.result(data, "\n".join(lines))
+    return {"completed": 0, "judging": 0, "cancelled": 130}.get(outcome.status, 1)
+
+
+def _run_ids(values: list[str], usage: str) -> list[int]:
+    try:
+        ids = [int(v) for v in values]
+    except ValueError:
+        raise CliError(f"usage: {usage} (run ids are numbers)") from None
+    if not ids:
+        raise CliError(f"usage: {usage}")
+    return ids
+
+
+def cmd_rank_pending(args: argparse.Namespace, out: Output) -> int:
+    from .ml.uncertainty import UncertaintyError, score_pending_pairs
     _, store = _open_store(args)
+    bar = ProgressBar()
+    try:
+        with store:
+            reward = args.reward
+            if reward is None:
+                runs = [r for r in store.list_runs()
+                        if r["kind"] == "reward" and r["status"] == "completed"]
+                if not runs:
+                    raise CliError("no completed reward model to rank with; train one first")
+                reward = runs[-1]["id"]
+            scored = score_pending_pairs(store, reward, device=args.device, emit=bar,
+                                         stop=_stop_on_ctrl_c())
+    except UncertaintyError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        bar.close()
+    out.result({"reward_run_id": reward, "scored": scored},
+               f"Ranked {scored} pending pairs by reward run {reward}: the GUI's \"least "
+               "certain first\" order serves the smallest |r_a - r_b| first.")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace, out: Output) -> int:
+    workspace, store = _open_store(args)
+    targets = list(args.targets)
     with store:
         if args.action == "show":
-            if args.run_id is None:
+            if len(targets) != 1:
                 raise CliError("usage: rlhf-desk runs show RUN_ID")
-            run = store.get_run(args.run_id)
+            run_id = _run_ids(targets, "rlhf-desk runs show RUN_ID")[0]
+            run = store.get_run(run_id)
             if run is None:
-                raise CliError(f"there is no run {args.run_id}")
-            run["final_metrics"] = store.final_metrics(args.run_id)
+                raise CliError(f"there is no run {run_id}")
+            run["final_metrics"] = store.final_metrics(run_id)
             lines = [f"Run {run['id']} ({run['kind']}): {run['status']}",
                      f"  started   {run['created_at']}", f"  finished  {run['finished_at'] or '-'}",
                      f"  artifact  {run['artifact'] or '-'}"]
@@ -317,20 +395,81 @@ def cmd_runs(args: argparse.Namespace, out: Output) -> int:
                 lines.append(f"  error     {run['error']}")
             lines.append("  config")
             lines += [f"    {k} = {v}" for k, v in sorted(run["config"].items())]
+            if run["kind"] == "eval":
+                lines += _evaluation_lines(store, run)
             if run["final_metrics"]:
                 lines.append("  final metrics")
                 lines += [f"    {k} = {v:.4g}" for k, v in sorted(run["final_metrics"].items())]
             out.result(run, "\n".join(lines))
             return 0
+        if args.action == "export":
+            from .core.run_export import write_metrics_csv
+            usage = "rlhf-desk runs export RUN_ID [RUN_ID ...] OUT.csv"
+            if len(targets) < 2:
+                raise CliError(f"usage: {usage}")
+            ids = _run_ids(targets[:-1], usage)
+            path = targets[-1]
+            points = write_metrics_csv(store, ids, path)
+            out.result({"file": str(path), "run_ids": ids, "points": points},
+                       f"Wrote {points} metric points of run{'s' * (len(ids) > 1)} "
+                       f"{', '.join(map(str, ids))} to {path}")
+            return 0
+        if args.action == "delete":
+            from .core.run_files import delete_run, describe_deletion
+            usage = "rlhf-desk runs delete RUN_ID --yes"
+            if len(targets) != 1:
+                raise CliError(f"usage: {usage}")
+            run_id = _run_ids(targets, usage)[0]
+            plan = describe_deletion(store, workspace.runs_dir, run_id)
+            if not args.yes:
+                what = [f"{plan.metrics} metric points"] + [str(f) for f in plan.folders]
+                if plan.comparisons:
+                    what.append(f"{plan.comparisons} evaluation pairs")
+                raise CliError(f"run {run_id} ({plan.kind}, {plan.status}) would be deleted with "
+                               f"{', '.join(what)}; add --yes to delete it")
+            result = delete_run(store, workspace.runs_dir, run_id)
+            lines = [f"Deleted run {run_id} ({result.kind}): {result.metrics} metric points"
+                     + (f", {result.comparisons} evaluation pairs" if result.comparisons else "")]
+            lines += [f"  removed {f}" for f in result.folders
+                      if f not in {p for p, _ in result.failed}]
+            if result.children:
+                lines.append("  runs that lost their link to it: "
+                             + ", ".join(map(str, result.children)))
+            for path, why in result.failed:
+                out.info(f"rlhf-desk: warning: could not remove {path}: {why}")
+            out.result(result.to_dict(), "\n".join(lines))
+            return 1 if result.failed else 0
         if args.action is not None:
-            raise CliError(f"unknown runs action {args.action!r} (expected: show)")
+            raise CliError(f"unknown runs action {args.action!r} (expected: show, export, delete)")
+        if targets:
+            raise CliError("usage: rlhf-desk runs [show|export|delete] ...")
+        from .core.run_summary import key_metric
         runs = store.list_runs()
+        for r in runs:
+            r["result"] = key_metric(r, store.final_metrics(r["id"]))[0]
         rows = [f"{r['id']:>4}  {r['kind']:<9} {r['status']:<10} {r['created_at'][:19]}  "
-                f"{r['artifact'] or ''}" for r in runs]
-        out.result({"runs": runs}, "\n".join(["  id  kind      status     started"
-                                               "              artifact"] + rows)
-                   if runs else "No runs yet.")
+                f"{r['result']}" for r in runs]
+        header = "  id  kind      status     started              result"
+        out.result({"runs": runs}, "\n".join([header, *rows]) if runs else "No runs yet.")
     return 0
+
+
+def _evaluation_lines(store, run: dict) -> list[str]:
+    """An evaluation's verdicts in words (the person's hidden while they still judge)."""
+    from .core.eval_runs import eval_summary
+    summary = eval_summary(store, run)
+    a, b = summary.a.get("label", "A"), summary.b.get("label", "B")
+    lines = [f"  evaluation  A = {a}, B = {b}"]
+    if run["status"] == "judging":
+        lines.append(f"    you: {summary.pending} pairs still to judge (verdict hidden until "
+                     "then)")
+    elif summary.human is not None:
+        lines.append(f"    you: {summary.human.describe(a, b)}")
+    if summary.automatic is not None:
+        lines.append(f"    reward model: {summary.automatic.describe(a, b)}")
+    if run["status"] != "judging" and summary.warning:
+        lines.append(f"    warning: {summary.warning}")
+    return lines
 
 
 def _exit_status(result) -> int:
@@ -390,6 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
         "models and PPO policies on your own machine. With no command, opens the app.")
     parser.add_argument("--version", action="version", version=f"rlhf-desk {__version__}")
     parser.add_argument("--model", help="(GUI) model folder to load on start")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="check this installation (resources, torch/transformers/peft, the "
+                             "main window on a temporary workspace, offscreen without a "
+                             "display) and exit: 0 when it works")
     _add_common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -410,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder (config, weights, tokenizer)")
     p.add_argument("--adapter", help="a PEFT adapter folder to apply (e.g. a PPO policy): the "
                                      "next round's pairs come from the tuned model")
+    p.add_argument("--versus-base", action="store_true",
+                   help="with --adapter: each pair is one response from the tuned policy and "
+                        "one from the base model")
     p.add_argument("--pairs", type=int, default=16, help="how many pairs (default 16)")
     _add_config_options(p, SamplingConfig)
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, recorded)")
@@ -442,15 +588,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merged", action="store_true",
                    help="merge LoRA into the base weights and save a full model folder")
 
-    p = command("runs", cmd_runs, "list runs, or `runs show RUN_ID` for one run's details")
-    p.add_argument("action", nargs="?", metavar="show", help="show one run")
-    p.add_argument("run_id", nargs="?", type=int, metavar="RUN_ID")
+    p = command("runs", cmd_runs, "list runs; `runs show RUN_ID` for one run's details, "
+                "`runs export RUN_ID [RUN_ID ...] OUT.csv` for their metrics, "
+                "`runs delete RUN_ID --yes` to delete a run with its files")
+    p.add_argument("action", nargs="?", metavar="ACTION", help="show | export | delete")
+    p.add_argument("targets", nargs="*", metavar="ARG",
+                   help="show/delete: RUN_ID; export: RUN_ID [RUN_ID ...] OUT.csv (columns "
+                        "run_id, step, name, value)")
+    p.add_argument("--yes", action="store_true",
+                   help="delete: do it (without --yes, only say what would be deleted)")
+
+    p = command("evaluate", cmd_evaluate,
+                "compare two policies on held-out prompts: blind pairs to judge in the app, "
+                "and the reward model's verdict; --auto for the reward model alone")
+    p.add_argument("--a", required=True, metavar="POLICY",
+                   help="'base' or a completed PPO run id: the policy whose win rate is reported")
+    p.add_argument("--b", default="base", metavar="POLICY",
+                   help="'base' (default) or a PPO run id: the policy it is compared with")
+    p.add_argument("--prompts", metavar="FILE",
+                   help="prompts to evaluate on (added to the workspace as held out); default: "
+                        "the workspace's held-out prompts")
+    p.add_argument("--auto", action="store_true",
+                   help="only the reward model judges: no blind pairs are stored")
+    p.add_argument("--reward", type=int, metavar="RUN_ID",
+                   help="the reward-model run that judges (default: the newest completed)")
+    p.add_argument("--model", help="base model folder (default: the one the PPO run used)")
+    from .core.config import EvalConfig
+    _add_config_options(p, EvalConfig)
+
+    p = command("rank-pending", cmd_rank_pending,
+                "score pending pairs with a reward model so the least certain are judged first")
+    p.add_argument("--reward", type=int, metavar="RUN_ID",
+                   help="the reward-model run (default: the newest completed)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
 
     command("stats", cmd_stats, "counts of prompts, generations, judgments and runs")
-    p = command("export", cmd_export, "export judged pairs")
-    p.add_argument("--format", choices=["trl"], default="trl",
-                   help="trl: prompt/chosen/rejected JSONL (ties, skips, both-bad left out)")
-    p.add_argument("out", metavar="OUT.jsonl")
+    p = command("export", cmd_export, "export judged pairs as a preference data set")
+    p.add_argument("--format", choices=["trl", "trl-chat", "hh", "csv"], default="trl",
+                   help="trl: TRL prompt/chosen/rejected JSONL, as message lists when any prompt "
+                        "is a chat (the default); trl-chat: always TRL's conversational form; "
+                        "hh: Anthropic HH-RLHF transcripts (chosen/rejected only); csv: "
+                        "prompt,chosen,rejected. Skips and both-bad pairs are left out")
+    p.add_argument("--ties", action="store_true",
+                   help="include ties, with a true/false 'tie' column (tie rows have chosen=a, "
+                        "rejected=b); without it ties are left out")
+    p.add_argument("out", metavar="OUT")
     return parser
 
 
@@ -470,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out = Output(bool(args.json))
+    if args.smoke_test:
+        from .smoke import run_smoke_test
+        return run_smoke_test(out.info)
     func = getattr(args, "func", cmd_gui)
     try:
         return func(args, out)

@@ -1,5 +1,6 @@
 """Render the README's screenshots from the demo workspace (offscreen): the comparison view,
-the reward-model page after a training run, and the PPO page after a short PPO run.
+the reward-model page after a training run, the PPO page after a short PPO run, a blind
+evaluation's results and the runs page.
 
     QT_QPA_PLATFORM=offscreen python docs/make_screenshot.py docs/comparison-view.png [WORKSPACE]
 
@@ -101,6 +102,33 @@ def main() -> int:
     wait_until(lambda: ppo.job is not None and not ppo.job.running, 900)
     app.processEvents()
     window.grab().save(str(out.with_name("ppo-training.png")))
+
+    # Blind evaluation of the tuned policy against the base on the held-out prompts, judged by
+    # the same stand-in annotator; then its results, and the runs page overlaying the runs.
+    from desktop_app.core.eval_runs import record_human_result
+    evaluate = window.evaluate_page
+    window.show_page("Evaluate")
+    evaluate.refresh()
+    evaluate.start()
+    wait_until(lambda: not evaluate.running, 900)
+    eval_run = [r for r in store.list_runs() if r["kind"] == "eval"][-1]["id"]
+    while (pair := store.next_pending(eval_run_id=eval_run)) is not None:
+        left, right = len(pair.left["text"].split()), len(pair.right["text"].split())
+        side = "tie" if left == right else "left" if left > right else "right"
+        store.judge(pair.comparison_id, pair.choice_for_side(side))
+    record_human_result(store, eval_run)
+    evaluate.refresh()
+    evaluate.select_eval(eval_run)
+    evaluate.tabs.setCurrentIndex(2)
+    app.processEvents()
+    window.grab().save(str(out.with_name("evaluation.png")))
+
+    runs = window.runs_page
+    window.show_page("Runs")
+    ppo_runs = [r["id"] for r in store.list_runs() if r["kind"] == "ppo"]
+    runs.select_runs(ppo_runs[-1:])
+    wait_until(lambda: False, 1)
+    window.grab().save(str(out.with_name("runs.png")))
     window.close()
     store.close()
     print(out)

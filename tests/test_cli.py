@@ -121,3 +121,83 @@ def test_module_entry_point_and_version():
     result = subprocess.run([sys.executable, "-m", "desktop_app", "--version"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.startswith("rlhf-desk ")
+
+
+def _runs_workspace(tmp_path):
+    """A workspace with a reward run (folder + metrics) and a PPO run made from it."""
+    from desktop_app.core.store import Store
+    from desktop_app.core.workspace import Workspace
+    workspace = Workspace.open(tmp_path / "ws")
+    with Store(workspace.db_path) as store:
+        reward = store.create_run("reward", {"epochs": 1})
+        store.add_metrics(reward, [(1, "train/loss", 0.7), (2, "train/loss", 0.5),
+                                   (2, "eval/accuracy", 0.75)])
+        folder = workspace.runs_dir / f"{reward:04d}-reward" / "adapter"
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text("{}", encoding="utf-8")
+        store.finish_run(reward, "completed", artifact=str(folder))
+        ppo = store.create_run("ppo", {}, parent_run_id=reward)
+        store.add_metrics(ppo, [(1, "objective/kl", 0.125)])
+    return workspace, reward, ppo
+
+
+def test_runs_export_writes_metrics_csv(capsys, tmp_path):
+    import csv
+    workspace, reward, ppo = _runs_workspace(tmp_path)
+    ws = str(workspace.root)
+    target = tmp_path / "metrics.csv"
+    code, out, err = run(capsys, "--workspace", ws, "runs", "export", str(reward), str(ppo),
+                         str(target), "--json")
+    assert code == 0, err
+    assert last_json(out) == {"file": str(target), "run_ids": [reward, ppo], "points": 4}
+    with open(target, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows == [["run_id", "step", "name", "value"],
+                    [str(reward), "2", "eval/accuracy", "0.75"],
+                    [str(reward), "1", "train/loss", "0.7"],
+                    [str(reward), "2", "train/loss", "0.5"],
+                    [str(ppo), "1", "objective/kl", "0.125"]]
+    # `runs` and `runs show ID` still work.
+    code, out, _ = run(capsys, "--workspace", ws, "runs", "--json")
+    assert code == 0 and [r["id"] for r in last_json(out)["runs"]] == [reward, ppo]
+    code, out, _ = run(capsys, "--workspace", ws, "runs", "show", str(reward), "--json")
+    assert code == 0 and last_json(out)["final_metrics"]["eval/accuracy"] == 0.75
+    code, out, _ = run(capsys, "--workspace", ws, "runs", "show", str(reward))
+    assert code == 0 and f"Run {reward} (reward): completed" in out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["runs", "export", "1"], "usage: rlhf-desk runs export"),
+    (["runs", "export", "99", "{tmp}/m.csv"], "there is no run 99"),
+    (["runs", "export", "x", "{tmp}/m.csv"], "run ids are numbers"),
+    (["runs", "export", "1", "{tmp}/no-folder/m.csv"], "no-folder"),
+    (["runs", "show"], "usage: rlhf-desk runs show"),
+    (["runs", "frobnicate"], "unknown runs action"),
+    (["runs", "delete", "1"], "add --yes"),
+])
+def test_runs_errors_are_one_line(capsys, tmp_path, argv, fragment):
+    workspace, _, _ = _runs_workspace(tmp_path)
+    code, _, err = run(capsys, "--workspace", str(workspace.root),
+                       *[a.format(tmp=tmp_path) for a in argv])
+    assert code == 1 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and fragment in err
+
+
+def test_runs_delete_removes_rows_and_folder(capsys, tmp_path):
+    from desktop_app.core.store import Store
+    workspace, reward, ppo = _runs_workspace(tmp_path)
+    ws = str(workspace.root)
+    folder = workspace.runs_dir / f"{reward:04d}-reward"
+    code, _, err = run(capsys, "--workspace", ws, "runs", "delete", str(reward))
+    assert code == 1 and str(folder) in err and folder.is_dir()   # not without --yes
+    code, _, err = run(capsys, "--workspace", ws, "runs", "delete", str(ppo), "--yes")
+    assert code == 1 and "still running" in err                   # the PPO run never finished
+    code, out, err = run(capsys, "--workspace", ws, "runs", "delete", str(reward), "--yes",
+                         "--json")
+    assert code == 0, err
+    result = last_json(out)
+    assert result["metrics"] == 3 and result["children"] == [ppo] and result["failed"] == []
+    assert result["folders"] == [str(folder)] and not folder.exists()
+    with Store(workspace.db_path) as store:
+        assert store.get_run(reward) is None and store.metrics(reward) == []
+        assert store.get_run(ppo)["parent_run_id"] is None
