@@ -22,17 +22,15 @@ fsynced and then renamed over the target, so a crash or a bad pair leaves the ol
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .atomic_files import atomic_text_file
 from .preference_formats import hh_transcript
 from .row_fields import ROLES
 
@@ -226,37 +224,9 @@ def _clean_messages(number: int, messages: list[dict]) -> list[dict]:
 
 
 def _write_lines_atomically(path: Path, lines: Iterator[str]) -> int:
-    # Said here, or the error would name the temporary file, which the user never asked for.
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
-    # The temporary file sits next to the target: os.replace is only atomic on one filesystem.
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            for line in lines:
-                out.write(line + "\n")
-                count += 1
-            out.flush()
-            os.fsync(out.fileno())
-        # mkstemp makes the file private (0600); an export should be as readable as any
-        # file the user saves, or as the file it replaces.
-        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    _sync_folder(path.parent)
+    with atomic_text_file(path) as out:
+        for line in lines:
+            out.write(line + "\n")
+            count += 1
     return count
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename itself durable. POSIX only: Windows cannot open a folder to fsync."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

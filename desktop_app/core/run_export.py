@@ -17,13 +17,11 @@ over the target), so a failure leaves any earlier file as it was.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
+from .atomic_files import atomic_text_file
 from .store import Store, StoreError
 
 __all__ = ["COLUMNS", "metric_rows", "write_metrics_csv"]
@@ -49,23 +47,9 @@ def write_metrics_csv(store: Store, run_ids: Iterable[int], path: str | os.PathL
     and return how many points were written. Raises StoreError for an unknown run (the file
     is then left as it was) and OSError when the folder cannot be written."""
     rows = list(metric_rows(store, run_ids))
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise FileNotFoundError(2, "the folder does not exist", str(target.parent))
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(COLUMNS)
-            for run_id, step, name, value in rows:
-                writer.writerow((run_id, step, name, "" if value is None else repr(float(value))))
-            out.flush()
-            os.fsync(out.fileno())
-        # mkstemp makes the file private; an export is as readable as the file it replaces.
-        os.chmod(temporary, target.stat().st_mode & 0o777 if target.exists() else 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    with atomic_text_file(path, newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for run_id, step, name, value in rows:
+            writer.writerow((run_id, step, name, "" if value is None else repr(float(value))))
     return len(rows)

@@ -34,6 +34,7 @@ import torch
 
 from ..core.config import SamplingConfig
 from ..core.events import Emit, Progress, StopToken, ignore
+from .lora_switch import only_adapter, tuner_layers
 from .model_loader import LoadedModel, _first_line, load_model
 from .sampling import PromptInput, _prompt_budget, encode_prompt
 
@@ -180,33 +181,20 @@ class Playground:
         self.model.eval()
         self.policies[key] = name
         self.active = name
-        self._layers = _tuner_layers(self.model)
+        self._layers = tuner_layers(self.model)
         return name
 
     @contextlib.contextmanager
     def _use(self, side: str):
         """Forward passes inside run on the bare base ("base") or with only the active policy
-        adapter on ("policy"). ``PeftModel.disable_adapter()`` does the same for "base", but
-        walks the whole model twice per call; this flips the LoRA layers' flags directly, which
-        matters when it happens twice per token."""
+        adapter on ("policy"); see ``lora_switch`` for why not peft's own switches."""
         if not self._layers:
             if side == POLICY:
                 raise PlaygroundError("No tuned policy is loaded.")
             yield
             return
-        saved = [(m, m._active_adapter, m._disable_adapters) for m in self._layers]
-        for m in self._layers:
-            if side == BASE:
-                m._disable_adapters = True
-            else:
-                m._active_adapter = [self.active]
-                m._disable_adapters = False
-        try:
+        with only_adapter(self._layers, None if side == BASE else self.active):
             yield
-        finally:
-            for m, active, disabled in saved:
-                m._active_adapter = active
-                m._disable_adapters = disabled
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -459,12 +447,6 @@ class PlaygroundSession:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-def _tuner_layers(model) -> list:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-
 
 def free_memory(device: str) -> None:
     gc.collect()

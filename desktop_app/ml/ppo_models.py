@@ -27,7 +27,6 @@ and never touches ``requires_grad``; trainability is set once, in ``build_ppo_mo
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pathlib import Path
 import torch
 
 from .device import DeviceChoice
+from .lora_switch import only_adapter, tuner_layers
 from .model_inspect import inspect_model_folder
 from .model_loader import LoadedModel, _first_line
 from .reward_model import (
@@ -80,30 +80,17 @@ class PPOModels:
         self.reference = reference  # None: the base with adapters off
         self.base = peft_model.get_base_model()
         self.body = self.base.base_model  # GPT2Model, LlamaModel, ...: the part without LM head
-        self._layers = _tuner_layers(peft_model)
+        self._layers = tuner_layers(peft_model)
         self.lm = LoadedModel(model=peft_model, tokenizer=tokenizer,
                               info=inspect_model_folder(base_path), device=device, path=base_path,
                               adapter=POLICY)
 
     # ---- adapters ----------------------------------------------------------------------------
 
-    @contextlib.contextmanager
     def use(self, name: str | None):
         """Run the forward passes inside with only adapter ``name`` active (None = adapters
         off, the bare base). Never changes ``requires_grad``."""
-        saved = [(m, m._active_adapter, m._disable_adapters) for m in self._layers]
-        for m in self._layers:
-            if name is None:
-                m._disable_adapters = True
-            else:
-                m._active_adapter = [name]
-                m._disable_adapters = False
-        try:
-            yield
-        finally:
-            for m, active, disabled in saved:
-                m._active_adapter = active
-                m._disable_adapters = disabled
+        return only_adapter(self._layers, name)
 
     def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         named = [(n, p) for n, p in self.peft.named_parameters() if p.requires_grad]
@@ -277,12 +264,6 @@ def build_ppo_models(base_model: str | Path, reward_adapter: str | Path, device:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-def _tuner_layers(model) -> list:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-
 
 def _causal_config(path: Path):
     """A saved LoRA config reused for the causal LM: same targets, rank and scale; no

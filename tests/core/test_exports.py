@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core import exports
+from desktop_app.core import atomic_files
 from desktop_app.core.exports import JudgedPair, write_trl_jsonl
 from desktop_app.core.formats import parse_file
 
@@ -135,7 +135,7 @@ def test_failed_rename_leaves_the_old_file_and_removes_the_temp_file(tmp_path, m
         written.append(Path(source).read_text(encoding="utf-8"))
         raise OSError("disk full")
 
-    monkeypatch.setattr(exports.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic_files.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         write_trl_jsonl(PAIRS, target)
     assert len(written[0].splitlines()) == 3
