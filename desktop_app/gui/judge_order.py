@@ -18,6 +18,20 @@ from .jobs import Job
 OLDEST, UNCERTAIN = "oldest", "uncertain"
 
 
+class _StatusLabel(QLabel):
+    """A wrapped status line that takes no room while it has nothing to say."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.setWordWrap(True)
+        self.setObjectName("genStatus")
+        self.hide()
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setText(text)
+        self.setVisible(bool(text))
+
+
 class JudgeOrder(QGroupBox):
     order_changed = Signal(str)
 
@@ -37,9 +51,7 @@ class JudgeOrder(QGroupBox):
         self.rank_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.rank_button.clicked.connect(self.rank)
         self.rank_button.hide()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.status.setObjectName("genStatus")
+        self.status = _StatusLabel()
         layout = QVBoxLayout(self)
         layout.addWidget(self.combo)
         layout.addWidget(self.rank_button)
