@@ -111,7 +111,7 @@ def resolve_policy(store: Store, run_id: int | None) -> Policy:
                   run["parent_run_id"])
 
 
-def default_reward_run(store: Store, a: Policy, b: Policy) -> int | None:
+def default_reward_run(store: Store) -> int | None:
     """The newest completed reward model: trained on the most judgments, and (when it came
     after the PPO run) not the one the policy was optimised against."""
     runs = [r for r in store.list_runs()
@@ -178,7 +178,7 @@ def run_evaluation(workspace, store: Store, cfg: EvalConfig, *, a: Policy, b: Po
         raise EvaluationError("Pick two different policies to compare.")
     base = _base_model(store, a, b, base_model, reward_run_id)
     if automatic and reward_run_id is None:
-        reward_run_id = default_reward_run(store, a, b)
+        reward_run_id = default_reward_run(store)
     reward_adapter = _reward_adapter(store, reward_run_id) if automatic and reward_run_id else None
     if not human and reward_adapter is None:
         raise EvaluationError("An automatic evaluation needs a completed reward model; train "

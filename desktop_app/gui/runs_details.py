@@ -1,0 +1,81 @@
+"""The Runs page's details pane: the HTML that describes the selected run, or the overlaid runs.
+
+A plain function of the runs (no widget state), so the page re-renders it whenever a run
+changes. Links are ``<a href='ID'>`` to other runs: the page's browser turns a click on one into
+selecting that run.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Callable
+
+from ..core.run_summary import run_seconds
+from .runs_table import KIND_LABELS, STATUS_COLOURS, fmt_time, parent_links
+from .training_run import duration
+
+EMPTY_HTML = ("<p style='color:#6b7280'>Select a run to see its settings, result and "
+              "files.</p>")
+
+
+def details_html(ids: list[int], runs_by_id: dict[int, dict],
+                 colour: Callable[[int], str]) -> str:
+    """One run: its status, error, times, lineage, files and settings. Several: a legend of
+    the overlay, each run in ``colour(run_id)`` as its curves are drawn."""
+    runs = [runs_by_id[i] for i in ids if i in runs_by_id]
+    if not runs:
+        return EMPTY_HTML
+    if len(runs) > 1:
+        rows = "".join(
+            f"<tr><td><span style='color:{colour(r['id'])}'>■</span> "
+            f"<a href='{r['id']}'>#{r['id']}</a></td>"
+            f"<td>{html.escape(KIND_LABELS.get(r['kind'], r['kind']))}</td>"
+            f"<td style='color:{STATUS_COLOURS.get(r['status'], '#374151')}'>"
+            f"{html.escape(r['status'])}</td></tr>" for r in runs)
+        return f"<b>{len(runs)} runs overlaid</b><table cellpadding='2'>{rows}</table>"
+    return _one_run(runs[0], runs_by_id)
+
+
+def _one_run(run: dict, runs_by_id: dict[int, dict]) -> str:
+    seconds = run_seconds(run)
+    colour = STATUS_COLOURS.get(run["status"], "#374151")
+    title = (f"<p style='font-size:12pt'><b>Run #{run['id']}</b> · "
+             f"{html.escape(KIND_LABELS.get(run['kind'], run['kind']))} · "
+             f"<span style='color:{colour}'><b>{html.escape(run['status'])}</b></span></p>")
+    parts = [title]
+    if run.get("error"):
+        parts.append("<p style='background:#fdecec; color:#8a1c1c; padding:4px; "
+                     f"border:1px solid #f5c2c2'>{html.escape(run['error'])}</p>")
+    info = [("Started", fmt_time(run["created_at"])),
+            ("Finished", fmt_time(run["finished_at"])),
+            ("Duration", duration(seconds) if seconds is not None else "—")]
+    rows = [f"<tr><td style='color:#6b7280'>{k}</td><td>{v}</td></tr>" for k, v in info]
+    links = parent_links(run, runs_by_id)
+    if links:
+        # A deleted parent stays named (as plain text) so the lineage is still readable.
+        rows.append("<tr><td style='color:#6b7280'>From</td><td>" + ", ".join(
+            f"<a href='{rid}'>{html.escape(text)}</a>" if rid in runs_by_id
+            else html.escape(text) for text, rid in links) + "</td></tr>")
+    children = [r for r in runs_by_id.values() if any(
+        rid == run["id"] for _, rid in parent_links(r, runs_by_id))]
+    if children:
+        rows.append("<tr><td style='color:#6b7280'>Used by</td><td>" + ", ".join(
+            f"<a href='{c['id']}'>{KIND_LABELS.get(c['kind'], c['kind'])} #{c['id']}</a>"
+            for c in children) + "</td></tr>")
+    if run.get("artifact"):
+        rows.append(f"<tr><td style='color:#6b7280'>Files</td>"
+                    f"<td>{html.escape(str(run['artifact']))}</td></tr>")
+    parts.append("<table cellpadding='2'>" + "".join(rows) + "</table>")
+    config = run.get("config") or {}
+    if config:
+        items = "".join(
+            f"<tr><td style='color:#6b7280'>{html.escape(str(k))}</td>"
+            f"<td>{html.escape(_short(v))}</td></tr>" for k, v in sorted(config.items()))
+        parts.append("<p style='margin-top:8px'><b>Settings</b></p>"
+                     f"<table cellpadding='1'>{items}</table>")
+    return "".join(parts)
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "…"

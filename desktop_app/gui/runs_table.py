@@ -1,0 +1,124 @@
+"""The Runs page's table: its columns, what each row shows, and the view that sorts and filters it.
+
+Kept apart from the page so that what a row says (status, duration, key result, the runs it was
+made from) reads, and is tested, without the charts or the actions around it. The page owns the
+model and refills rows through ``row_items`` / ``fill_row``; sorting and the kind filter go
+through a proxy on hidden roles, so the shown text never has to sort right.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSortFilterProxyModel, Qt
+from PySide6.QtGui import QBrush, QColor, QStandardItem
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
+
+from ..core.run_summary import key_metric, parse_time, run_seconds
+from .training_run import duration
+
+COLUMNS = ("ID", "Kind", "Status", "Started", "Duration", "Result", "Parents")
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+ID_ROLE = Qt.ItemDataRole.UserRole + 2
+STATUS_COLOURS = {"running": "#2563eb", "completed": "#15803d", "failed": "#b91c1c",
+                  "cancelled": "#6b7280", "judging": "#b45309"}
+KIND_LABELS = {"generate": "generate", "reward": "reward model", "ppo": "PPO", "eval": "evaluation"}
+
+
+# -- what a row shows (plain functions, tested without a window) -----------------------------
+
+def parent_links(run: dict, runs_by_id: dict[int, dict]) -> list[tuple[str, int]]:
+    """(label, run id) of the runs this one was made from: a PPO run's reward model (or an
+    evaluation's policy) by ``parent_run_id``, and the policy whose pairs a reward run learnt
+    from by ``config['policy_run_id']``."""
+    links = []
+
+    def label(role: str, run_id: int) -> str:
+        other = runs_by_id.get(run_id)
+        if other is None:
+            return f"{role or 'run'} #{run_id} (deleted)"
+        return f"{role or KIND_LABELS.get(other['kind'], other['kind'])} #{run_id}"
+
+    parent = run.get("parent_run_id")
+    if parent is not None:
+        links.append((label("", parent), parent))
+    policy = (run.get("config") or {}).get("policy_run_id")
+    if isinstance(policy, int) and policy != parent:
+        links.append((label("policy", policy), policy))
+    return links
+
+
+def fmt_time(stamp: str | None) -> str:
+    value = parse_time(stamp)
+    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else "—"
+
+
+def row_items(run: dict, final: dict[str, float],
+              runs_by_id: dict[int, dict]) -> list[QStandardItem]:
+    """A new row for ``run``; the id and kind roles are set once, as a row never changes run."""
+    items = [QStandardItem() for _ in COLUMNS]
+    items[0].setData(run["id"], ID_ROLE)
+    items[1].setData(run["kind"], ID_ROLE)
+    fill_row(items, run, final, runs_by_id)
+    return items
+
+
+def fill_row(items: list[QStandardItem], run: dict, final: dict[str, float],
+             runs_by_id: dict[int, dict]) -> None:
+    """(Re)write a row's text, sort keys and tooltips: also used in place while a run runs."""
+    seconds = run_seconds(run)
+    result, result_sort = key_metric(run, final)
+    links = parent_links(run, runs_by_id)
+    status = run["status"]
+    values = [
+        (f"#{run['id']}", run["id"]),
+        (KIND_LABELS.get(run["kind"], run["kind"]), run["kind"]),
+        (f"●  {status}", status),
+        (fmt_time(run["created_at"]), run["created_at"] or ""),
+        (duration(seconds) if seconds is not None else "—",
+         seconds if seconds is not None else -1.0),
+        (result, result_sort if result_sort is not None else float("-inf")),
+        (", ".join(text for text, _ in links) or "—", links[0][1] if links else -1),
+    ]
+    tip = f"Run #{run['id']} ({run['kind']}): {status}"
+    if run.get("error"):
+        tip += f"\n\n{run['error']}"
+    for item, (text, sort) in zip(items, values):
+        item.setText(text)
+        item.setData(sort, SORT_ROLE)
+        item.setToolTip(tip)
+    items[2].setForeground(QBrush(QColor(STATUS_COLOURS.get(status, "#374151"))))
+    if run.get("error"):
+        items[5].setToolTip(run["error"])
+
+
+# -- the view ----------------------------------------------------------------------------------
+
+def make_proxy(model, parent) -> QSortFilterProxyModel:
+    """Sorts on ``SORT_ROLE`` (numbers, not their text) and filters the Kind column on its raw
+    kind in ``ID_ROLE`` (not its label)."""
+    proxy = QSortFilterProxyModel(parent)
+    proxy.setSourceModel(model)
+    proxy.setSortRole(SORT_ROLE)
+    proxy.setFilterKeyColumn(1)
+    proxy.setFilterRole(ID_ROLE)
+    return proxy
+
+
+def make_table(proxy: QSortFilterProxyModel) -> QTableView:
+    """A read-only, row-selecting, newest-first view of ``proxy``."""
+    table = QTableView()
+    table.setModel(proxy)
+    table.setSortingEnabled(True)
+    table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setAlternatingRowColors(True)
+    table.setShowGrid(False)
+    table.verticalHeader().hide()
+    table.verticalHeader().setDefaultSectionSize(26)
+    header = table.horizontalHeader()
+    header.setHighlightSections(False)
+    for col in range(len(COLUMNS)):
+        header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+    header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+    return table
