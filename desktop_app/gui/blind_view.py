@@ -8,21 +8,20 @@ After every judgment (and every undo) the person's verdict is recomputed and sto
 
 from __future__ import annotations
 
-import time
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QMessageBox, QPushButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QPushButton, QVBoxLayout, QWidget
 
 from ..core.eval_runs import record_human_result
-from ..core.store import PairView, Store, StoreError
+from ..core.store import PairView, Store
 from .compare_view import CompareView
+from .judging_loop import JudgingLoop
 
 IDLE_TEXT = ("No blind evaluation is open.\n\nStart one under “New evaluation”, or pick an "
              "evaluation that waits for judgments and press “Resume judging”.")
 
 
-class BlindView(QWidget):
+class BlindView(JudgingLoop, QWidget):
     judged = Signal(int)     # eval run id, after every stored or undone judgment
     finished = Signal(int)   # eval run id, when it is complete (all judged, or ended early)
 
@@ -30,10 +29,7 @@ class BlindView(QWidget):
         super().__init__(parent)
         self.store = store
         self.run_id: int | None = None
-        self.current: PairView | None = None
-        self.pending_note: str | None = None
-        self.shown_at = 0.0
-        self.undo_stack: list[int] = []
+        self._init_loop()
 
         self.view = CompareView(blind=True)
         self.view.chosen.connect(self.judge)
@@ -76,26 +72,18 @@ class BlindView(QWidget):
         if self.current is not None and self.store.get_pair(self.current.comparison_id) is None:
             self.current = None
         if self.current is None:
-            self._show(self._next())
+            self._show(self._next_pair())
         self._update_status()
 
-    def _next(self) -> PairView | None:
+    def _next_pair(self) -> PairView | None:
         if self.run_id is None:
             return None
         return self.store.next_pending(eval_run_id=self.run_id)
 
     def _show(self, pair: PairView | None) -> None:
-        self.current = pair
-        self.pending_note = pair.note if pair else None
-        if pair is None:
-            self.view.show_empty(self._empty_message())
-            return
-        banner = ""
-        if pair.left["text"] == pair.right["text"]:
-            banner = "These two responses are identical. Judge them as a tie, or skip."
-        self.view.show_pair(pair.prompt, pair.left, pair.right, banner=banner, note=pair.note)
-        self.shown_at = time.monotonic()
-        self.view.setFocus()
+        super()._show(pair)
+        if pair is not None:
+            self.view.setFocus()
 
     def _empty_message(self) -> str:
         if self.run_id is None:
@@ -105,49 +93,16 @@ class BlindView(QWidget):
 
     # -- judging -----------------------------------------------------------------------------
 
-    def judge(self, side: str) -> None:
-        pair, run_id = self.current, self.run_id
-        if pair is None or run_id is None:
-            return
-        try:
-            self.store.judge(pair.comparison_id, pair.choice_for_side(side),
-                             note=self.pending_note, seconds=time.monotonic() - self.shown_at)
-        except StoreError as exc:
-            QMessageBox.warning(self, "Judgment not saved", str(exc))
-            self.current = None
-            self.refresh()
-            return
-        self.undo_stack.append(pair.comparison_id)
-        record_human_result(self.store, run_id)
-        self._show(self._next())
-        self._update_status()
-        self.judged.emit(run_id)
-        if self.current is None:
-            self.finished.emit(run_id)
+    def _on_judged(self, pair: PairView) -> None:
+        record_human_result(self.store, self.run_id)
 
-    def undo(self) -> None:
-        if not self.undo_stack or self.run_id is None:
-            return
-        comparison_id = self.undo_stack.pop()
-        try:
-            pair = self.store.unjudge(comparison_id)
-        except StoreError as exc:
-            QMessageBox.warning(self, "Cannot undo", str(exc))
-            return
+    def _on_undone(self, pair: PairView) -> None:
         record_human_result(self.store, self.run_id)   # reopens a completed evaluation
-        self._show(pair)
-        self._update_status()
-        self.judged.emit(self.run_id)
 
-    def edit_note(self) -> None:
+    def _after_judgment(self) -> None:
+        self.judged.emit(self.run_id)
         if self.current is None:
-            return
-        text, ok = QInputDialog.getMultiLineText(
-            self, "Note for this judgment",
-            "Why is one better? Saved with the judgment you make next.", self.pending_note or "")
-        if ok:
-            self.pending_note = text.strip() or None
-            self.view.set_note(self.pending_note)
+            self.finished.emit(self.run_id)
 
     def finish_now(self, confirm: bool = True) -> None:
         """End the evaluation early: the verdict is what has been judged so far."""

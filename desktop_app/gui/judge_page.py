@@ -6,31 +6,28 @@ the next pair is shown. Undo walks back this session's judgments one at a time.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QInputDialog, QLabel, QMessageBox,
-                               QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QProgressBar,
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from ..core.store import PairView, Store, StoreError
+from ..core.store import PairView, Store
 from .compare_view import CompareView
 from .config_form import ConfigForm
 from .judge_order import JudgeOrder
+from .judging_loop import JudgingLoop
 from .pair_queue import PairQueue
 
 
-class JudgePage(QWidget):
+class JudgePage(JudgingLoop, QWidget):
     judged = Signal()   # after every stored or undone judgment (main window refreshes counts)
 
     def __init__(self, store: Store, parent: QWidget | None = None):
         super().__init__(parent)
         self.store = store
         self.queue = PairQueue(store, self)
-        self.current: PairView | None = None
-        self.shown_at = 0.0
-        self.pending_note: str | None = None
-        self.undo_stack: list[int] = []
+        self._init_loop()
         self.session_judged = 0
 
         self.view = CompareView()
@@ -110,7 +107,7 @@ class JudgePage(QWidget):
     def refresh(self) -> None:
         """Show the next pending pair if nothing is on screen; update the progress line."""
         if self.current is None:
-            self._show(self.store.next_pending(order=self.order_box.order))
+            self._show(self._next_pair())
         self._update_status()
 
     def _on_order_changed(self, order: str) -> None:
@@ -119,18 +116,8 @@ class JudgePage(QWidget):
             self.current = None
         self.refresh()
 
-    def _show(self, pair: PairView | None) -> None:
-        self.current = pair
-        self.pending_note = pair.note if pair else None
-        if pair is None:
-            self.view.show_empty(self._empty_message())
-            return
-        banner = ""
-        if pair.flag == "identical":
-            banner = ("These two responses are identical (resampling did not change that). "
-                      "Judge them as a tie, or skip.")
-        self.view.show_pair(pair.prompt, pair.left, pair.right, banner=banner, note=pair.note)
-        self.shown_at = time.monotonic()
+    def _next_pair(self) -> PairView | None:
+        return self.store.next_pending(order=self.order_box.order)
 
     def _empty_message(self) -> str:
         if self.queue.lm is None:
@@ -152,50 +139,18 @@ class JudgePage(QWidget):
         self.refresh()
         self.queue.top_up()
 
-    def judge(self, side: str) -> None:
-        pair = self.current
-        if pair is None:
-            return
-        try:
-            self.store.judge(pair.comparison_id, pair.choice_for_side(side),
-                             note=self.pending_note, seconds=time.monotonic() - self.shown_at)
-        except StoreError as exc:
-            # e.g. the pair was deleted with its prompt meanwhile: say so and move on.
-            QMessageBox.warning(self, "Judgment not saved", str(exc))
-            self.current = None
-            self.refresh()
-            return
-        self.undo_stack.append(pair.comparison_id)
+    def _on_judged(self, pair: PairView) -> None:
         self.session_judged += 1
-        self._show(self.store.next_pending(order=self.order_box.order))
-        self._update_status()
+
+    def _on_undone(self, pair: PairView) -> None:
+        self.session_judged -= 1
+
+    def _after_judgment(self) -> None:
         self.judged.emit()
         self.queue.top_up()
 
-    def undo(self) -> None:
-        if not self.undo_stack:
-            self.gen_status.setText("Nothing to undo in this session.")
-            return
-        comparison_id = self.undo_stack.pop()
-        try:
-            pair = self.store.unjudge(comparison_id)
-        except StoreError as exc:
-            QMessageBox.warning(self, "Cannot undo", str(exc))
-            return
-        self.session_judged -= 1
-        self._show(pair)
-        self._update_status()
-        self.judged.emit()
-
-    def edit_note(self) -> None:
-        if self.current is None:
-            return
-        text, ok = QInputDialog.getMultiLineText(
-            self, "Note for this judgment",
-            "Why is one better? Saved with the judgment you make next.", self.pending_note or "")
-        if ok:
-            self.pending_note = text.strip() or None
-            self.view.set_note(self.pending_note)
+    def _nothing_to_undo(self) -> None:
+        self.gen_status.setText("Nothing to undo in this session.")
 
     # -- status ----------------------------------------------------------------------------
 
