@@ -40,15 +40,10 @@ def export_policy(workspace, run_id: int, out_dir: str | Path, merged: bool = Fa
     shutil.rmtree(tmp, ignore_errors=True)
 
     if not merged:
-        try:
-            shutil.copytree(adapter, tmp)
-            _point_adapter_at_base(tmp, base)
-            write_model_card(tmp, card)
-            _replace(tmp, out)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise ExportError(f"Could not write {out}: {exc.strerror or exc}") from exc
-        return out
+        def copy_adapter(folder: Path) -> None:
+            shutil.copytree(adapter, folder)
+            _point_adapter_at_base(folder, base)
+        return _write_folder(out, tmp, card, copy_adapter)
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -61,9 +56,18 @@ def export_policy(workspace, run_id: int, out_dir: str | Path, merged: bool = Fa
     except Exception as exc:
         raise ExportError(f"Could not merge the policy of run {run_id} into {base}: "
                           f"{_first_line(exc)}") from exc
+
+    def save_merged(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return _write_folder(out, tmp, card, save_merged)
+
+
+def _write_folder(out: Path, tmp: Path, card, fill) -> Path:
+    """Fill ``tmp``, add the model card, then swap it in as ``out``: a failed export leaves
+    no half-written folder behind."""
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        fill(tmp)
         write_model_card(tmp, card)
         _replace(tmp, out)
     except OSError as exc:
