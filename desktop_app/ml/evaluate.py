@@ -231,8 +231,6 @@ def run_evaluation(workspace, store: Store, cfg: EvalConfig, *, a: Policy, b: Po
         emit(Log(f"Evaluation {run_id}: {len(prompts)} blind pairs ready to judge."))
     else:
         store.finish_run(run_id, "completed", artifact=str(run_dir))
-        emit(Log(f"Evaluation {run_id}: {outcome.automatic.describe(a.label, b.label)} "
-                 "by the reward model."))
     return outcome
 
 
