@@ -85,7 +85,6 @@ class ResultsPane(QWidget):
         super().__init__(parent)
         self.store = store
         self.summary: EvalSummary | None = None
-        self.run_warnings: dict[int, list[str]] = {}   # what each evaluation job warned of
         self.title = QLabel("Pick an evaluation on the left.")
         self.title.setObjectName("resultTitle")
         self.title.setWordWrap(True)
@@ -143,7 +142,7 @@ class ResultsPane(QWidget):
                        self.resume_button, self.add_button, self.training_note):
             widget.setVisible(has)
         self.warning.hide()
-        notes = self.run_warnings.get(run_id, []) if has else []
+        notes = run["config"].get("warnings", []) if has else []  # what the job warned of
         self.job_warnings.setText("\n".join(f"⚠  {text}" for text in notes))
         self.job_warnings.setVisible(bool(notes))
         if not has:

@@ -282,7 +282,6 @@ class EvalSetup:
 
     def _on_result(self, outcome) -> None:
         self.last_outcome = outcome
-        self.results.run_warnings[outcome.run_id] = list(outcome.warnings)
         if outcome.status == "cancelled":
             self.progress_label.setText(f"Evaluation #{outcome.run_id} cancelled; nothing was "
                                         "stored.")

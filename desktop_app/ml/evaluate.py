@@ -192,7 +192,7 @@ def run_evaluation(workspace, store: Store, cfg: EvalConfig, *, a: Policy, b: Po
     config = cfg.to_dict() | {
         "mode": "human" if human else "automatic", "a": a.to_dict(), "b": b.to_dict(),
         "base_model": base, "reward_run_id": reward_run_id if reward_adapter else None,
-        "prompt_source": source, "prompts": len(prompts)}
+        "prompt_source": source, "prompts": len(prompts), "warnings": warnings}
     parent = a.run_id if a.run_id is not None else b.run_id
     run_id = store.create_run(KIND, config, parent_run_id=parent)
     run_dir = run_dir_for(workspace, run_id)

@@ -100,6 +100,7 @@ def test_automatic_only_completes_at_once(setup):
         assert outcome.status == "completed"
         assert store.eval_pairs(outcome.run_id) == []
         assert outcome.warnings == []  # held-out prompts, and not the PPO run's own reward model
+        assert store.get_run(outcome.run_id)["config"]["warnings"] == []
 
 
 def test_refusals_name_the_problem(setup, tmp_path):
