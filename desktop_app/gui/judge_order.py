@@ -49,7 +49,7 @@ class JudgeOrder(QGroupBox):
         self.combo.currentIndexChanged.connect(self._on_choice)
         self.rank_button = QPushButton("Re-rank pending pairs")
         self.rank_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.rank_button.clicked.connect(self.rank)
+        self.rank_button.clicked.connect(self._rank_or_cancel)
         self.rank_button.hide()
         self.status = _StatusLabel()
         layout = QVBoxLayout(self)
@@ -77,6 +77,12 @@ class JudgeOrder(QGroupBox):
         if order == UNCERTAIN:
             self.rank()
 
+    def _rank_or_cancel(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.cancel()  # margins stored so far are kept; the rest rank after them
+        else:
+            self.rank()
+
     def rank(self) -> None:
         """Score the pending pairs with the newest reward model, in the background."""
         from ..ml.uncertainty import score_pending_pairs
@@ -95,7 +101,8 @@ class JudgeOrder(QGroupBox):
             lambda n: self._done(f"Ranked {n} pending pairs by reward run {run_id}."))
         self.job.failed.connect(lambda message: self._done(f"Ranking failed: {message}"))
         self.job.cancelled.connect(lambda: self._done("Ranking cancelled."))
-        self.rank_button.setEnabled(False)
+        self.rank_button.setText("Cancel ranking")
+        self.rank_button.show()
         self.status.setText(f"Ranking with reward run {run_id}…")
         self.job.start()
 
@@ -104,7 +111,7 @@ class JudgeOrder(QGroupBox):
             self.status.setText(f"{event.message} ({event.done}/{event.total})")
 
     def _done(self, text: str) -> None:
-        self.rank_button.setEnabled(True)
+        self.rank_button.setText("Re-rank pending pairs")
         self.status.setText(text)
         self.order_changed.emit(self.order)  # the next pair may differ now
 

@@ -64,3 +64,27 @@ def test_next_round_asks_how_pairs_are_made(qtbot, window, monkeypatch):
     window._load_policy("/base", "/policy")  # cancelled: nothing loads
     assert calls == [("/base", {"adapter": "/policy", "versus_base": True}),
                      ("/base", {"adapter": "/policy", "versus_base": False})]
+
+
+def test_ranking_runs_in_the_background_and_can_be_cancelled(qtbot, store, monkeypatch):
+    import time
+
+    from desktop_app.ml import uncertainty
+
+    def slow_scoring(store_, reward_run_id, emit, stop, **kw):
+        while not stop.requested:
+            time.sleep(0.01)
+        return 2
+
+    monkeypatch.setattr(uncertainty, "score_pending_pairs", slow_scoring)
+    monkeypatch.setattr(JudgeOrder, "reward_run", lambda self: {"id": 1})
+    add_pairs(store, 2)
+    page = JudgePage(store)
+    qtbot.addWidget(page)
+    box = page.order_box
+    box.combo.setCurrentIndex(1)
+    assert box.job.running and box.rank_button.text() == "Cancel ranking"
+    box.rank_button.click()
+    qtbot.waitUntil(lambda: not box.job.running, timeout=10_000)
+    qtbot.waitUntil(lambda: box.rank_button.text() == "Re-rank pending pairs", timeout=10_000)
+    assert "Ranked 2 pending pairs" in box.status.text()
