@@ -597,8 +597,8 @@ class Store:
         """Delete a run from the database in one transaction; its folder is the caller's
         (``core.run_files.delete_run``). Goes with it: its metrics, the pairs of a blind
         evaluation (``comparisons.eval_run_id``) and its responses no other pair uses. Runs
-        started from it (``parent_run_id``, or a reward run's ``config.policy_run_id``) stay
-        and lose the link. A running run is refused. ``dry_run`` counts without deleting.
+        started from it (``parent_run_id``) stay and lose the link. A running run is refused.
+        ``dry_run`` counts without deleting.
 
         Returns run, metrics, comparisons, generations (counts) and children (run ids)."""
         run = self.get_run(run_id)
@@ -607,25 +607,21 @@ class Store:
         if run["status"] == "running":
             raise StoreError(f"run {run_id} is still running: cancel it (or let it finish) "
                              "before deleting it")
-        columns = {c[1] for c in self.db.execute("PRAGMA table_info(comparisons)").fetchall()}
-        has_eval = "eval_run_id" in columns
         def count(sql: str) -> int:
             return self.db.execute(sql, [run_id]).fetchone()[0]
 
         # Responses of this run that no pair outside this run's own evaluation pairs uses.
-        eval_filter = "AND (c.eval_run_id IS NULL OR c.eval_run_id != ?)" if has_eval else ""
         orphan = ("SELECT g.id FROM generations g WHERE g.run_id = ? AND NOT EXISTS ("
                   "SELECT 1 FROM comparisons c WHERE (c.generation_a_id = g.id "
-                  f"OR c.generation_b_id = g.id) {eval_filter})")
-        orphan_params = [run_id, run_id] if has_eval else [run_id]
-        children = sorted({r["id"] for r in self._rows(
-            "SELECT id FROM runs WHERE id != ? AND (parent_run_id = ? OR "
-            "json_extract(config, '$.policy_run_id') = ?)", [run_id, run_id, run_id])})
+                  "OR c.generation_b_id = g.id) AND (c.eval_run_id IS NULL OR c.eval_run_id != ?))")
+        orphan_params = [run_id, run_id]
+        children = [r["id"] for r in self._rows(
+            "SELECT id FROM runs WHERE id != ? AND parent_run_id = ? ORDER BY id",
+            [run_id, run_id])]
         summary = {
             "run": run_id,
             "metrics": count("SELECT COUNT(*) FROM metrics WHERE run_id = ?"),
-            "comparisons": count("SELECT COUNT(*) FROM comparisons WHERE eval_run_id = ?")
-            if has_eval else 0,
+            "comparisons": count("SELECT COUNT(*) FROM comparisons WHERE eval_run_id = ?"),
             "generations": self.db.execute(f"SELECT COUNT(*) FROM ({orphan})",
                                            orphan_params).fetchone()[0],
             "children": children,
@@ -637,8 +633,7 @@ class Store:
             if not self.db.execute("UPDATE runs SET status = status WHERE id = ? AND "
                                    "status != 'running'", [run_id]).rowcount:
                 raise StoreError(f"run {run_id} is running or gone; nothing was deleted")
-            if has_eval:
-                self.db.execute("DELETE FROM comparisons WHERE eval_run_id = ?", [run_id])
+            self.db.execute("DELETE FROM comparisons WHERE eval_run_id = ?", [run_id])
             self.db.execute(f"DELETE FROM generations WHERE id IN ({orphan})", orphan_params)
             self.db.execute("DELETE FROM metrics WHERE run_id = ?", [run_id])
             self.db.execute("DELETE FROM runs WHERE id = ?", [run_id])

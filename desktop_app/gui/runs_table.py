@@ -26,9 +26,9 @@ KIND_LABELS = {"generate": "generate", "reward": "reward model", "ppo": "PPO", "
 # -- what a row shows (plain functions, tested without a window) -----------------------------
 
 def parent_links(run: dict, runs_by_id: dict[int, dict]) -> list[tuple[str, int]]:
-    """(label, run id) of the runs this one was made from: a PPO run's reward model (or an
-    evaluation's policy) by ``parent_run_id``, and the policy whose pairs a reward run learnt
-    from by ``config['policy_run_id']``."""
+    """(label, run id) of the runs this one was made from: by ``parent_run_id`` a PPO run's
+    reward model, an evaluation's policy, or the newest policy whose pairs a reward run learnt
+    from; and any older policies in a reward run's data (``config['policy_run_ids']``)."""
     links = []
 
     def label(role: str, run_id: int) -> str:
@@ -39,10 +39,11 @@ def parent_links(run: dict, runs_by_id: dict[int, dict]) -> list[tuple[str, int]
 
     parent = run.get("parent_run_id")
     if parent is not None:
-        links.append((label("", parent), parent))
-    policy = (run.get("config") or {}).get("policy_run_id")
-    if isinstance(policy, int) and policy != parent:
-        links.append((label("policy", policy), policy))
+        # A reward run's parent is the PPO run whose policy wrote the pairs it learnt from.
+        links.append((label("policy" if run.get("kind") == "reward" else "", parent), parent))
+    for policy in (run.get("config") or {}).get("policy_run_ids") or []:
+        if isinstance(policy, int) and policy != parent:
+            links.append((label("policy", policy), policy))
     return links
 
 

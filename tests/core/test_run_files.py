@@ -34,7 +34,7 @@ def test_delete_reward_run_with_folder_children_keep_but_lose_link(store, worksp
     (folder / "adapter" / "weights.bin").write_bytes(b"x" * 10)
     store.set_run_artifact(reward, str(folder / "adapter"))
     ppo = _finished(store, "ppo", parent_run_id=reward)
-    reward2 = _finished(store, "reward", config={"policy_run_id": ppo})
+    reward2 = _finished(store, "reward", config={"policy_run_ids": [ppo]}, parent_run_id=ppo)
 
     plan = describe_deletion(store, workspace.runs_dir, reward)
     assert (plan.metrics, plan.children, plan.folders) == (2, [ppo], [folder])

@@ -87,7 +87,8 @@ def build_runs(store, workspace):
     _set_times(store, ids["ppo"], 160, 0.75)
 
     ids["reward2"] = store.create_run("reward", {"base_model": "/models/demo-chat-model",
-                                                 "epochs": 8, "policy_run_id": ids["ppo"]})
+                                                 "epochs": 8, "policy_run_ids": [ids["ppo"]]},
+                                      parent_run_id=ids["ppo"])
     store.add_metrics(ids["reward2"], _reward_metrics(60, 3, 0.883))
     store.finish_run(ids["reward2"], "completed")
     _set_times(store, ids["reward2"], 90, 0.2)
@@ -148,8 +149,8 @@ def test_row_texts():
     assert key_metric({"kind": "generate"}, {"generate/tokens_per_s": 412.5,
                                              "generate/pairs": 48})[0] == "48 pairs · 412 tokens/s"
     runs = {1: {"id": 1, "kind": "ppo"}}
-    assert parent_links({"parent_run_id": None, "config": {"policy_run_id": 1}}, runs) == [
-        ("policy #1", 1)]
+    assert parent_links({"parent_run_id": 1, "config": {"policy_run_ids": [2, 1]}}, runs) == [
+        ("PPO #1", 1), ("policy #2 (deleted)", 2)]
     assert parent_links({"parent_run_id": 9, "config": {}}, runs) == [("run #9 (deleted)", 9)]
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
     run = {"created_at": start.isoformat(), "finished_at": None, "status": "running"}
