@@ -59,8 +59,8 @@ def round_overview(store: Store) -> list[Round]:
 
 
 def _add_evaluation(store: Store, round_: Round, evals: list[dict]) -> None:
-    """The newest human and the newest automatic verdict on one of the round's policies
-    against the base model (often the same evaluation run)."""
+    """The newest finished human verdict and the newest automatic verdict on one of the
+    round's policies against the base model (often the same evaluation run)."""
     for run in reversed(evals):
         if run["status"] not in ("completed", "judging"):
             continue
@@ -69,7 +69,10 @@ def _add_evaluation(store: Store, round_: Round, evals: list[dict]) -> None:
             view = summary.against_base(ppo_id)
             if view is None:
                 continue
-            if view.human is not None and round_.human_win_rate is None:
+            # A person's verdict counts once they have finished judging (it stays hidden
+            # until then); the reward model's is known as soon as the pairs exist.
+            if (view.human is not None and run["status"] == "completed"
+                    and round_.human_win_rate is None):
                 round_.human_win_rate = view.human.win_rate
                 round_.human_ci = (view.human.ci_low, view.human.ci_high)
                 round_.human_n = view.human.n

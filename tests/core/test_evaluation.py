@@ -197,6 +197,11 @@ def test_round_overview_counts_what_is_in_the_database(store):
     store.judge(second[1], "tie")
     store.judge(second[2], "skip")  # not a training judgment
 
+    # A newer evaluation still being judged does not replace the finished verdict.
+    newer, newer_pairs = add_blind_eval(store, 3, a_run=ppo1)
+    store.judge(newer_pairs[0], "b")
+    record_human_result(store, newer)
+
     rounds = round_overview(store)
     assert len(rounds) == 2
     one, two = rounds
