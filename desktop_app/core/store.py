@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator
 
 import sqlite_utils
 
+from . import run_locks
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 CHOICES = ("a", "b", "tie", "both_bad", "skip")
@@ -90,6 +91,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
         self.db = sqlite_utils.Database(conn, execute_plugins=False)
+        self._run_locks: dict[int, int] = {}  # run id -> fd holding its lock (run_locks)
         try:
             self._configure()
             self._migrate()
@@ -128,6 +130,8 @@ class Store:
                 raise
 
     def close(self) -> None:
+        for run_id in list(self._run_locks):
+            self._release_run_lock(run_id)
         self.db.close()
 
     def __enter__(self) -> "Store":
@@ -490,6 +494,8 @@ class Store:
         pairs are generated and wait for the person."""
         with self.db.atomic():
             self.db.execute("UPDATE runs SET status = ? WHERE id = ?", [status, run_id])
+        if status != "running":
+            self._release_run_lock(run_id)
 
     # -- statistics ------------------------------------------------------------------------
 
@@ -539,7 +545,20 @@ class Store:
                 "INSERT INTO runs (kind, config, status, parent_run_id, created_at) "
                 "VALUES (?, ?, 'running', ?, ?)",
                 [kind, json.dumps(config), parent_run_id, now_iso()])
+        self._hold_run_lock(cursor.lastrowid)
         return cursor.lastrowid
+
+    def _hold_run_lock(self, run_id: int) -> None:
+        """This process runs ``run_id`` until it finishes it or closes the store."""
+        if run_id not in self._run_locks:
+            fd = run_locks.acquire(run_locks.lock_path(self.path, run_id))
+            if fd is not None:
+                self._run_locks[run_id] = fd
+
+    def _release_run_lock(self, run_id: int) -> None:
+        fd = self._run_locks.pop(run_id, None)
+        if fd is not None:
+            run_locks.release(fd, run_locks.lock_path(self.path, run_id))
 
     def finish_run(self, run_id: int, status: str, *, error: str | None = None,
                    artifact: str | None = None) -> None:
@@ -547,12 +566,14 @@ class Store:
             self.db.execute(
                 "UPDATE runs SET status = ?, error = ?, artifact = COALESCE(?, artifact), "
                 "finished_at = ? WHERE id = ?", [status, error, artifact, now_iso(), run_id])
+        self._release_run_lock(run_id)
 
     def reopen_run(self, run_id: int) -> None:
         """A resumed run is running again; metrics past its checkpoint are dropped by the caller."""
         with self.db.atomic():
             self.db.execute("UPDATE runs SET status = 'running', error = NULL, finished_at = NULL "
                             "WHERE id = ?", [run_id])
+        self._hold_run_lock(run_id)
 
     def set_run_artifact(self, run_id: int, artifact: str) -> None:
         with self.db.atomic():
@@ -571,12 +592,17 @@ class Store:
         return {r["name"]: r["value"] for r in rows}
 
     def mark_interrupted_runs(self) -> int:
-        """Runs still 'running' when the app starts were cut off by a crash or a kill."""
+        """Runs still 'running' when the app starts were cut off by a crash or a kill, unless
+        another live process holds their lock (a second window, a command-line run)."""
+        running = [r["id"] for r in self._rows("SELECT id FROM runs WHERE status = 'running'")]
+        dead = [rid for rid in running
+                if not run_locks.is_held(run_locks.lock_path(self.path, rid))]
         with self.db.atomic():
-            cursor = self.db.execute(
+            self.db.conn.executemany(
                 "UPDATE runs SET status = 'failed', error = 'interrupted: the app stopped before "
-                "the run finished', finished_at = ? WHERE status = 'running'", [now_iso()])
-        return cursor.rowcount
+                "the run finished', finished_at = ? WHERE id = ? AND status = 'running'",
+                [(now_iso(), rid) for rid in dead])
+        return len(dead)
 
     def get_run(self, run_id: int) -> dict | None:
         row = self._one("SELECT * FROM runs WHERE id = ?", [run_id])

@@ -22,13 +22,14 @@ from ..core.workspace import Workspace
 DEMO_MODEL_NAME = "demo-chat-model"
 MARKER = "rlhf-desk-demo.json"
 # Bump when the recipe below changes so cached demo models are rebuilt.
-RECIPE = {"version": 2, "arch": "llama", "hidden": 128, "layers": 4, "heads": 4,
-          "vocab": 2048, "seq_len": 96, "seconds": 100.0, "max_steps": 420, "batch_size": 32,
+RECIPE = {"version": 3, "arch": "llama", "hidden": 128, "layers": 4, "heads": 4,
+          "vocab": 2048, "seq_len": 96, "seconds": 300.0, "max_steps": 420, "batch_size": 32,
           "lr": 3e-3, "seed": 0}
 # ~420 steps (about 70 s on a 2-core CPU): by then the model answers the demo prompts with
 # short, mostly on-topic sentences of varying quality, which is what pairs need. Steps, not
 # seconds, end training so a busy machine builds the same model; the seconds cap only guards
-# against a very slow one.
+# against a very slow one. (At 100 s a machine busy with other work stopped early and the demo
+# model wrote gibberish; 300 s leaves room for that.)
 
 
 @dataclass

@@ -194,9 +194,34 @@ def test_runs_and_metrics(store):
     store.finish_run(run, "completed", artifact="/x")
     assert store.get_run(run)["status"] == "completed"
     assert [m["value"] for m in store.metrics(run, "loss")] == [1.0, 0.5]
-    other = store.create_run("generate", {})
-    assert store.mark_interrupted_runs() == 1
-    assert store.get_run(other)["status"] == "failed"
+
+
+
+def test_only_runs_whose_process_died_count_as_interrupted(tmp_path):
+    """A run left 'running' by a process that died is interrupted; one that a live process
+    (another window, a command-line job) is still running is left alone."""
+    import subprocess
+    import sys
+    db = tmp_path / "rlhf.db"
+    crashed = subprocess.run(
+        [sys.executable, "-c",
+         "import os, sys; from desktop_app.core.store import Store; "
+         f"s = Store({str(db)!r}); print(s.create_run('ppo', {{}})); sys.stdout.flush(); "
+         "os._exit(9)"],  # no finish_run, no close: as a kill would leave it
+        capture_output=True, text=True, check=False)
+    crashed_id = int(crashed.stdout.strip())
+    with Store(db) as other_process_like, Store(db) as app:
+        live = other_process_like.create_run("reward", {})
+        assert app.mark_interrupted_runs() == 1
+        assert app.get_run(crashed_id)["status"] == "failed"
+        assert "interrupted" in app.get_run(crashed_id)["error"]
+        assert app.get_run(live)["status"] == "running"
+        other_process_like.finish_run(live, "completed")
+    with Store(db) as store:
+        late = store.create_run("generate", {})
+    with Store(db) as app:  # the store that ran it closed without finishing it
+        assert app.mark_interrupted_runs() == 1
+        assert app.get_run(late)["status"] == "failed"
 
 
 def test_prompts_without_pairs_per_model_and_adapter(store):
