@@ -359,8 +359,7 @@ def cmd_rank_pending(args: argparse.Namespace, out: Output) -> int:
         with store:
             reward = args.reward
             if reward is None:
-                runs = [r for r in store.list_runs()
-                        if r["kind"] == "reward" and r["status"] == "completed"]
+                runs = store.finished_runs("reward")
                 if not runs:
                     raise CliError("no completed reward model to rank with; train one first")
                 reward = runs[-1]["id"]

@@ -33,6 +33,17 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+# A comparison with its prompt (p) and its two responses (ga, gb): the rows most reads need.
+_PAIR_JOIN = ("FROM comparisons c JOIN prompts p ON p.id = c.prompt_id "
+              "JOIN generations ga ON ga.id = c.generation_a_id "
+              "JOIN generations gb ON gb.id = c.generation_b_id")
+
+
+def _messages(stored: str | None) -> list | None:
+    """A prompt's chat messages as stored (JSON text, or NULL for a plain prompt)."""
+    return json.loads(stored) if stored else None
+
+
 @dataclass(frozen=True)
 class GenerationIn:
     """One response to be stored (either sampled here or imported from a file)."""
@@ -245,7 +256,7 @@ class Store:
             f"AND NOT EXISTS ({exists}) "
             f"{not_in} ORDER BY p.id LIMIT ?", [*params, *excluded, limit])
         for row in rows:
-            row["messages"] = json.loads(row["messages"]) if row["messages"] else None
+            row["messages"] = _messages(row["messages"])
         return rows
 
     # -- pairs and judgments -------------------------------------------------------------
@@ -306,7 +317,7 @@ class Store:
         a, b = gens[row["generation_a_id"]], gens[row["generation_b_id"]]
         return PairView(
             comparison_id=row["id"], prompt_id=row["prompt_id"], prompt=row["prompt_text"],
-            messages=json.loads(row["prompt_messages"]) if row["prompt_messages"] else None,
+            messages=_messages(row["prompt_messages"]),
             left=a if left_is_a else b, right=b if left_is_a else a, left_is_a=left_is_a,
             choice=row["choice"], note=row["note"], flag=row["flag"])
 
@@ -338,13 +349,10 @@ class Store:
         rows = self._rows(
             "SELECT c.id AS comparison_id, c.prompt_id, p.text AS prompt, "
             "  p.messages AS prompt_messages, ga.text AS text_a, gb.text AS text_b "
-            "FROM comparisons c JOIN prompts p ON p.id = c.prompt_id "
-            "JOIN generations ga ON ga.id = c.generation_a_id "
-            "JOIN generations gb ON gb.id = c.generation_b_id "
+            f"{_PAIR_JOIN} "
             "WHERE c.choice IS NULL AND c.eval_run_id IS NULL ORDER BY c.id")
         for row in rows:
-            row["prompt_messages"] = (json.loads(row["prompt_messages"])
-                                      if row["prompt_messages"] else None)
+            row["prompt_messages"] = _messages(row["prompt_messages"])
         return rows
 
     def set_margins(self, margins: Iterable[tuple[int, float]]) -> None:
@@ -393,9 +401,7 @@ class Store:
             "SELECT c.id, p.text AS prompt, p.messages AS prompt_messages, "
             "  CASE c.choice WHEN 'a' THEN ga.text ELSE gb.text END AS chosen, "
             "  CASE c.choice WHEN 'a' THEN gb.text ELSE ga.text END AS rejected "
-            "FROM comparisons c JOIN prompts p ON p.id = c.prompt_id "
-            "JOIN generations ga ON ga.id = c.generation_a_id "
-            "JOIN generations gb ON gb.id = c.generation_b_id "
+            f"{_PAIR_JOIN} "
             "WHERE c.choice IN ('a', 'b') AND c.training = 1 ORDER BY c.id")
 
     def preference_rows(self) -> list[dict]:
@@ -408,13 +414,10 @@ class Store:
             "  p.messages AS prompt_messages, c.choice = 'tie' AS tie, "
             "  CASE c.choice WHEN 'b' THEN gb.text ELSE ga.text END AS chosen, "
             "  CASE c.choice WHEN 'b' THEN ga.text ELSE gb.text END AS rejected "
-            "FROM comparisons c JOIN prompts p ON p.id = c.prompt_id "
-            "JOIN generations ga ON ga.id = c.generation_a_id "
-            "JOIN generations gb ON gb.id = c.generation_b_id "
+            f"{_PAIR_JOIN} "
             "WHERE c.choice IN ('a', 'b', 'tie') AND c.training = 1 ORDER BY c.id")
         for row in rows:
-            row["prompt_messages"] = (json.loads(row["prompt_messages"])
-                                      if row["prompt_messages"] else None)
+            row["prompt_messages"] = _messages(row["prompt_messages"])
             row["tie"] = bool(row["tie"])
         return rows
 
@@ -447,7 +450,7 @@ class Store:
         """Held-out prompts as id, text, messages (list or None), oldest first."""
         rows = self._rows("SELECT id, text, messages FROM prompts WHERE held_out = 1 ORDER BY id")
         for row in rows:
-            row["messages"] = json.loads(row["messages"]) if row["messages"] else None
+            row["messages"] = _messages(row["messages"])
         return rows
 
     def trained_prompt_ids(self) -> set[int]:
@@ -470,9 +473,7 @@ class Store:
         return self._rows(
             "SELECT c.id AS comparison_id, p.text AS prompt, ga.text AS text_a, "
             "  gb.text AS text_b, c.choice, c.left_generation_id = c.generation_a_id AS left_is_a "
-            "FROM comparisons c JOIN prompts p ON p.id = c.prompt_id "
-            "JOIN generations ga ON ga.id = c.generation_a_id "
-            "JOIN generations gb ON gb.id = c.generation_b_id "
+            f"{_PAIR_JOIN} "
             "WHERE c.eval_run_id = ? ORDER BY c.id", [eval_run_id])
 
     def add_eval_to_training(self, eval_run_id: int) -> int:
@@ -672,6 +673,12 @@ class Store:
         rows = self._rows("SELECT rowid, step, name, value FROM metrics WHERE run_id = ? "
                           "AND rowid > ? ORDER BY rowid", [run_id, after])
         return rows, (rows[-1]["rowid"] if rows else after)
+
+    def finished_runs(self, kind: str) -> list[dict]:
+        """Completed runs of ``kind`` that left their artifact (a reward model, a policy),
+        oldest first: what later steps can build on."""
+        return [r for r in self.list_runs()
+                if r["kind"] == kind and r["status"] == "completed" and r["artifact"]]
 
     def add_metrics(self, run_id: int, points: Iterable[tuple[int, str, float]]) -> None:
         stamp = time.time()

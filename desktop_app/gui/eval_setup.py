@@ -148,11 +148,8 @@ class EvalSetup:
     def _refresh_choices(self) -> None:
         """Offer the completed PPO runs as policies and the completed reward runs as judges,
         keeping what was picked while it is still offered."""
-        runs = self.store.list_runs()
-        ppo = [r for r in reversed(runs) if r["kind"] == "ppo" and r["status"] == "completed"
-               and r["artifact"]]
-        rewards = [r for r in reversed(runs) if r["kind"] == "reward"
-                   and r["status"] == "completed" and r["artifact"]]
+        ppo = self.store.finished_runs("ppo")[::-1]   # newest first
+        rewards = self.store.finished_runs("reward")[::-1]
         for box, default in ((self.a_box, ppo[0]["id"] if ppo else None), (self.b_box, None)):
             current = box.currentData() if box.count() > 1 else default
             box.blockSignals(True)

@@ -58,8 +58,7 @@ class JudgeOrder(QGroupBox):
         layout.addWidget(self.status)
 
     def reward_run(self) -> dict | None:
-        runs = [r for r in self.store.list_runs()
-                if r["kind"] == "reward" and r["status"] == "completed" and r["artifact"]]
+        runs = self.store.finished_runs("reward")
         return runs[-1] if runs else None
 
     def _on_choice(self) -> None:

@@ -174,8 +174,7 @@ class RewardPage(TrainingRun, QWidget):
             self.progress_label.setText(f"Showing the stored charts of run #{run_id}.")
 
     def _finished_runs(self) -> list[dict]:
-        return [r for r in self.store.list_runs()
-                if r["kind"] == "reward" and r["status"] == "completed" and r["artifact"]]
+        return self.store.finished_runs("reward")
 
     def _selected_run(self) -> dict | None:
         run_id = self.run_box.currentData()

@@ -104,8 +104,7 @@ class RoundsView(QWidget):
 
     def policies(self) -> list[dict]:
         """Completed PPO runs with a saved policy, newest first."""
-        return [r for r in reversed(self.store.list_runs())
-                if r["kind"] == "ppo" and r["status"] == "completed" and r["artifact"]]
+        return self.store.finished_runs("ppo")[::-1]
 
     def request_next_round(self, run_id: int | None = None) -> None:
         """Ask which tuned policy generates the next pairs (newest first), then hand it on."""

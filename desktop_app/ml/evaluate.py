@@ -114,8 +114,7 @@ def resolve_policy(store: Store, run_id: int | None) -> Policy:
 def default_reward_run(store: Store) -> int | None:
     """The newest completed reward model: trained on the most judgments, and (when it came
     after the PPO run) not the one the policy was optimised against."""
-    runs = [r for r in store.list_runs()
-            if r["kind"] == "reward" and r["status"] == "completed" and r["artifact"]]
+    runs = store.finished_runs("reward")
     return runs[-1]["id"] if runs else None
 
 
