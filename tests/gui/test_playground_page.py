@@ -161,12 +161,26 @@ def test_base_only_without_a_tuned_policy(qtbot, window, workspace, store, tiny_
 
 
 def test_stop_cuts_the_run_short(qtbot, window, workspace, store, tiny_chat_model,
-                                 tiny_artifacts, dialogs):
+                                 tiny_artifacts, dialogs, monkeypatch):
+    from desktop_app.ml.playground import PlaygroundSession, TextDelta
+
+    # The worker waits after its first streamed text until the page has asked it to stop, so
+    # the stop lands mid-generation however short the tiny model's answers happen to be
+    # (a free race let both sides reach end-of-text first on some seeds).
+    real_run = PlaygroundSession.run
+
+    def run_until_stopped(self, request, emit, stop):
+        def emit_then_wait(event):
+            emit(event)
+            if isinstance(event, TextDelta):
+                assert stop._event.wait(30), "the page never asked the worker to stop"
+        return real_run(self, request, emit=emit_then_wait, stop=stop)
+
+    monkeypatch.setattr(PlaygroundSession, "run", run_until_stopped)
     add_runs(store, workspace, tiny_chat_model, tiny_artifacts)
     page = open_page(window, max_new_tokens=400)
     page.prompt_edit.setPlainText("How do I boil an egg?")
     page.run()
-    from desktop_app.ml.playground import TextDelta
     page.job.event.connect(lambda e: isinstance(e, TextDelta) and page.stop())
     qtbot.waitUntil(lambda: not page.running, timeout=120_000)
     assert not dialogs, dialogs
