@@ -10,7 +10,7 @@ BIN     = $(VENV)/bin
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 
-.PHONY: setup run test bench bench-reward bench-ppo screenshot package clean
+.PHONY: setup run test bench bench-reward bench-ppo bench-playground screenshot package clean
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,9 @@ bench-reward: setup
 
 bench-ppo: setup
 	$(BIN)/python bench/bench_ppo.py
+
+bench-playground: setup
+	$(BIN)/python bench/bench_playground.py
 
 # Re-renders docs/comparison-view.png from the demo workspace (offscreen).
 screenshot: setup

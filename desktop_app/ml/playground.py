@@ -4,7 +4,9 @@ streamed token by token, each scored by a reward model.
 Memory holds one base model. A tuned policy (a PPO run's ``policy/`` folder, a standard PEFT
 adapter) is attached to it unmerged; the base response is generated with the adapters switched
 off, the tuned one with the chosen adapter on. Several policy adapters may stay loaded; one is
-active at a time.
+active at a time. A reward model trained on the same base is attached the same way (its LoRA
+adapter plus its score head, see ``reward_adapter``), so scoring needs no second copy of the
+base; one trained on another base is loaded on its own.
 
 Both responses stream at once: one loop on one thread takes a step of the base, then a step of
 the policy, each with its own KV cache and its own random generator seeded with the same seed.
@@ -13,6 +15,7 @@ is exactly what the annotation sampler (``sampling.sample_batch``) draws for tha
 
     Playground.load(base)            the base model, once
       .add_policy(folder)            a policy adapter, unmerged
+      .attach_reward(folder)         a reward adapter on the same base -> RewardScorer
       .stream(prompt, which, ...)    one side; text deltas through ``on_text``
       .stream_pair(prompt, ...)      both sides, interleaved token by token
     score_responses(scorer, ...)     reward-model scores, raw and normalised
@@ -36,6 +39,7 @@ from ..core.config import SamplingConfig
 from ..core.events import Emit, Progress, StopToken, ignore
 from .lora_switch import only_adapter, tuner_layers
 from .model_loader import LoadedModel, _first_line, load_model
+from .reward_adapter import AdapterError, attach_reward
 from .sampling import PromptInput, _prompt_budget, encode_prompt
 
 # peft 0.21 asks transformers 5 for the deprecated is_gradient_checkpointing when it attaches an
@@ -43,6 +47,7 @@ from .sampling import PromptInput, _prompt_budget, encode_prompt
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 BASE, POLICY = "base", "policy"
+REWARD_ADAPTER = "reward"  # the attached reward model's adapter name
 SIDES = (BASE, POLICY)
 # Policy adapters kept loaded at once (each is small next to the base; the oldest goes first).
 MAX_POLICIES = 4
@@ -120,6 +125,8 @@ class Playground:
         self.lm = lm
         self.policies: dict[str, str] = {}  # adapter folder -> adapter name, oldest first
         self.active: str | None = None  # the adapter name the "policy" side uses
+        self.reward_folder: str | None = None  # the attached reward adapter, if any
+        self.reward_scorer = None
         self._layers: list = []
         self._counter = 0
         self._cache_kwarg: str | None = None
@@ -184,13 +191,43 @@ class Playground:
         self._layers = tuner_layers(self.model)
         return name
 
+    def attach_reward(self, folder: str | Path):
+        """Score with the reward adapter in ``folder`` on this base (it must have been trained
+        on the same base model): a ``RewardScorer`` that shares these weights. One reward
+        adapter at a time; attaching another replaces it."""
+        from .reward_model import RewardModelError, RewardScorer, reward_tokenizer
+
+        key = str(Path(folder).expanduser())
+        if self.reward_folder == key:
+            return self.reward_scorer
+        self.detach_reward()
+        try:
+            tokenizer = reward_tokenizer(Path(key), self.lm.path)
+            self.lm.model, scorer_model = attach_reward(self.model, key, REWARD_ADAPTER,
+                                                        tokenizer.pad_token_id)
+        except (AdapterError, RewardModelError) as exc:
+            raise PlaygroundError(str(exc)) from exc
+        self.model.eval()
+        self._layers = tuner_layers(self.model)
+        self.reward_folder = key
+        self.reward_scorer = RewardScorer.for_run(scorer_model, tokenizer, self.lm.device,
+                                                  Path(key))
+        return self.reward_scorer
+
+    def detach_reward(self) -> None:
+        if self.reward_folder is None:
+            return
+        self.model.delete_adapter(REWARD_ADAPTER)
+        self.reward_folder = self.reward_scorer = None
+        self._layers = tuner_layers(self.model)
+
     @contextlib.contextmanager
     def _use(self, side: str):
         """Forward passes inside run on the bare base ("base") or with only the active policy
         adapter on ("policy"); see ``lora_switch`` for why not peft's own switches."""
+        if side == POLICY and self.active is None:
+            raise PlaygroundError("No tuned policy is loaded.")
         if not self._layers:
-            if side == POLICY:
-                raise PlaygroundError("No tuned policy is loaded.")
             yield
             return
         with only_adapter(self._layers, None if side == BASE else self.active):
@@ -252,6 +289,7 @@ class Playground:
         self.lm.model = None
         self._layers = []
         self.policies.clear()
+        self.reward_folder = self.reward_scorer = None
         free_memory(device)
 
 
@@ -367,6 +405,7 @@ class PlaygroundSession:
         self._base_key: str | None = None
         self.scorer = None
         self._scorer_key: tuple[str, str] | None = None
+        self.shared_reward = False  # the scorer is attached to the playground's base
 
     def run(self, request: PlaygroundRequest, emit: Emit = ignore,
             stop: StopToken | None = None) -> PlaygroundResult:
@@ -416,6 +455,8 @@ class PlaygroundSession:
         return self.playground
 
     def _reward(self, base: str, adapter: str):
+        """The scorer for reward ``adapter``: attached to the loaded base when it was trained on
+        that same base (no second copy of the weights), else a model of its own."""
         from .reward_model import RewardScorer
 
         key = (str(base), str(adapter))
@@ -424,12 +465,19 @@ class PlaygroundSession:
             if not (Path(adapter) / "adapter_config.json").is_file():
                 raise PlaygroundError(f"The reward model folder {adapter} is missing or "
                                       "incomplete (no adapter_config.json).")
-            self.scorer = RewardScorer.load(base, adapter, device=self.device)
+            if self.playground is not None and _same_folder(base, self._base_key):
+                self.scorer = self.playground.attach_reward(adapter)
+                self.shared_reward = True
+            else:
+                self.scorer = RewardScorer.load(base, adapter, device=self.device)
+                self.shared_reward = False
             self._scorer_key = key
         return self.scorer
 
     def release_base(self) -> None:
         if self.playground is not None:
+            if self.shared_reward:
+                self.release_reward()  # it lives on this base
             self.playground.close()
             self.playground = None
             self._base_key = None
@@ -437,8 +485,11 @@ class PlaygroundSession:
     def release_reward(self) -> None:
         if self.scorer is not None:
             device = self.scorer.device.device
+            if self.shared_reward and self.playground is not None:
+                self.playground.detach_reward()
             self.scorer = None
             self._scorer_key = None
+            self.shared_reward = False
             free_memory(device)
 
     def close(self) -> None:
@@ -447,6 +498,15 @@ class PlaygroundSession:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+
+def _same_folder(a: str | Path | None, b: str | Path | None) -> bool:
+    if a is None or b is None:
+        return False
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except OSError:
+        return False
+
 
 def free_memory(device: str) -> None:
     gc.collect()

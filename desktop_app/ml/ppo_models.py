@@ -10,9 +10,9 @@ reward run's adapter (trained on ``AutoModelForSequenceClassification``) loaded 
 LM: its LoRA weights sit on the same body modules (``transformer.h.*`` for GPT-2, ``model.layers.*``
 for Llama-style models: the sequence classifier and the causal LM share the body's module paths,
 checked on load), and its saved ``score`` head reads the body's final hidden state at the last
-non-pad token, as the sequence classifier does. The value model starts as a trainable copy of
-the reward model (its LoRA weights and head), as in TRL, where the value model is initialised
-from the reward model.
+non-pad token, as the sequence classifier does (``reward_adapter``, shared with the playground).
+The value model starts as a trainable copy of the reward model (its LoRA weights and head), as
+in TRL, where the value model is initialised from the reward model.
 
 The reference policy is the starting policy: the base with adapters off when PPO starts from
 the base, or a frozen copy ("reference") of a starting adapter, because switching a fine-tuned
@@ -28,7 +28,6 @@ and never touches ``requires_grad``; trainability is set once, in ``build_ppo_mo
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +37,16 @@ from .device import DeviceChoice
 from .lora_switch import only_adapter, tuner_layers
 from .model_inspect import inspect_model_folder
 from .model_loader import LoadedModel, _first_line
+from .reward_adapter import (
+    AdapterError,
+    add_adapter,
+    causal_config,
+    head_from,
+    last_token_scores,
+    load_lora_weights,
+    position_ids,
+    reward_weights,
+)
 from .reward_model import (
     RewardModelError,
     _is_conv1d,
@@ -46,10 +55,10 @@ from .reward_model import (
     check_base_model,
     load_tokenizer,
     lora_targets,
+    reward_tokenizer,
 )
 
 POLICY, VALUE, REWARD, REFERENCE = "policy", "value", "reward", "reference"
-_HEAD_NAMES = ("score", "classifier")
 
 
 class PPOModelError(Exception):
@@ -139,11 +148,8 @@ class PPOModels:
         """Reward-model score of each row, read where the sequence classifier reads it: at the
         rightmost token that is neither masked out nor the pad token."""
         hidden = self.hidden_states(REWARD, sequences, attention_mask)
-        real = attention_mask.bool() & (sequences != self.reward_pad_id)
-        positions = torch.arange(sequences.shape[1], device=sequences.device)
-        last = (positions * real).argmax(dim=1)
-        rows = torch.arange(sequences.shape[0], device=sequences.device)
-        return self.reward_head(hidden[rows, last].float()).squeeze(-1)
+        return last_token_scores(hidden, sequences, attention_mask, self.reward_pad_id,
+                                 self.reward_head)
 
     # ---- saving --------------------------------------------------------------------------------
 
@@ -165,13 +171,7 @@ class PPOModels:
             self.tokenizer.save_pretrained(str(out_dir))
 
     def load_adapter_weights(self, name: str, folder: Path) -> None:
-        _load_lora_weights(self.peft, name, folder / "adapter_model.safetensors",
-                           strict_prefix=None)
-
-
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """0, 1, 2, ... over the real tokens of each (left-padded) row, as generate() uses them."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        load_lora_weights(self.peft, name, folder / "adapter_model.safetensors")
 
 
 # ---- building --------------------------------------------------------------------------------
@@ -190,8 +190,7 @@ def build_ppo_models(base_model: str | Path, reward_adapter: str | Path, device:
     reward_dir = Path(reward_adapter).expanduser()
     if not (reward_dir / "adapter_config.json").is_file():
         raise PPOModelError(f"{reward_dir} is not a reward adapter folder: no adapter_config.json.")
-    has_tokenizer = (reward_dir / "tokenizer_config.json").is_file()
-    reward_pad_id = load_tokenizer(reward_dir if has_tokenizer else folder).pad_token_id
+    reward_pad_id = reward_tokenizer(reward_dir, folder).pad_token_id
     tokenizer = load_tokenizer(folder)  # right padding; generate_tokens pads prompts itself
 
     # 1. The base, with its own dropout off: dropout would make the PPO ratio noisy.
@@ -220,30 +219,29 @@ def build_ppo_models(base_model: str | Path, reward_adapter: str | Path, device:
     policy_config = LoraConfig(task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha,
                                lora_dropout=lora.dropout, target_modules=targets,
                                fan_in_fan_out=_is_conv1d(base, targets))
-    reference = None
-    if policy_adapter is not None:
-        start = Path(policy_adapter).expanduser()
-        policy_config = _causal_config(start / "adapter_config.json")
-    model = get_peft_model(base, policy_config, adapter_name=POLICY)
-    if policy_adapter is not None:
-        _load_lora_weights(model, POLICY, start / "adapter_model.safetensors")
-        _add_adapter(model, REFERENCE, _causal_config(start / "adapter_config.json"), start)
-        _load_lora_weights(model, REFERENCE, start / "adapter_model.safetensors")
-        reference = REFERENCE
+    try:
+        reference = None
+        if policy_adapter is not None:
+            start = Path(policy_adapter).expanduser()
+            policy_config = causal_config(start / "adapter_config.json")
+        model = get_peft_model(base, policy_config, adapter_name=POLICY)
+        if policy_adapter is not None:
+            load_lora_weights(model, POLICY, start / "adapter_model.safetensors")
+            add_adapter(model, REFERENCE, causal_config(start / "adapter_config.json"), start)
+            load_lora_weights(model, REFERENCE, start / "adapter_model.safetensors")
+            reference = REFERENCE
 
-    # 3. The reward adapter on the same body, and its head; the value model as a copy of both.
-    reward_config = _causal_config(reward_dir / "adapter_config.json")
-    weights = _read_safetensors(reward_dir / "adapter_model.safetensors")
-    head = {k: v for k, v in weights.items() if _is_head_key(k)}
-    if not head:
-        raise PPOModelError(f"The reward adapter in {reward_dir} has no score head; it cannot "
-                            "score responses.")
-    lora_weights = {k: v for k, v in weights.items() if not _is_head_key(k)}
-    _add_adapter(model, REWARD, reward_config, reward_dir)
-    _load_lora_weights(model, REWARD, lora_weights, source=reward_dir)
-    _add_adapter(model, VALUE, copy.deepcopy(reward_config), reward_dir)
-    _load_lora_weights(model, VALUE, lora_weights, source=reward_dir)
-    reward_head = _head(head, base.config, reward_dir)
+        # 3. The reward adapter on the same body, and its head; the value model as a copy of
+        #    both.
+        lora_weights, head_weights = reward_weights(reward_dir)
+        reward_config = causal_config(reward_dir / "adapter_config.json")
+        add_adapter(model, REWARD, reward_config, reward_dir)
+        load_lora_weights(model, REWARD, lora_weights, source=reward_dir)
+        add_adapter(model, VALUE, copy.deepcopy(reward_config), reward_dir)
+        load_lora_weights(model, VALUE, lora_weights, source=reward_dir)
+        reward_head = head_from(head_weights, reward_dir)
+    except AdapterError as exc:
+        raise PPOModelError(str(exc)) from exc
     value_head = copy.deepcopy(reward_head)
 
     # 4. Trainable: the policy and value LoRA weights and the value head, in fp32 (the frozen
@@ -261,75 +259,3 @@ def build_ppo_models(base_model: str | Path, reward_adapter: str | Path, device:
     model.eval()
     return PPOModels(model, tokenizer, reward_head, value_head, device, str(folder),
                      reward_pad_id, reference)
-
-
-# ---- helpers ---------------------------------------------------------------------------------
-
-def _causal_config(path: Path):
-    """A saved LoRA config reused for the causal LM: same targets, rank and scale; no
-    modules_to_save (the score head is applied separately, not as a module of the LM)."""
-    from peft import LoraConfig
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PPOModelError(f"Cannot read the adapter config {path}: {exc}") from exc
-    if data.get("peft_type", "LORA") != "LORA":
-        raise PPOModelError(f"{path.parent} is a {data.get('peft_type')} adapter; PPO needs LoRA.")
-    known = set(LoraConfig.__dataclass_fields__)
-    data = {k: v for k, v in data.items() if k in known}
-    data.update(task_type="CAUSAL_LM", modules_to_save=None, inference_mode=False)
-    return LoraConfig(**data)
-
-
-def _add_adapter(model, name: str, config, source: Path) -> None:
-    try:
-        model.add_adapter(name, config)
-    except ValueError as exc:  # peft: "Target modules ... not found in the base model"
-        raise PPOModelError(f"The adapter in {source} does not fit this base model: "
-                            f"{_first_line(exc)}") from exc
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except Exception as exc:
-        raise PPOModelError(f"Cannot read the adapter weights {path}: {_first_line(exc)}") from exc
-
-
-def _is_head_key(key: str) -> bool:
-    parts = key.split(".")
-    return any(p in _HEAD_NAMES for p in parts) and "lora_A" not in parts and "lora_B" not in parts
-
-
-def _load_lora_weights(model, adapter: str, weights, source: Path | None = None,
-                       strict_prefix=None) -> None:
-    """Put saved LoRA weights into adapter ``adapter``; every saved weight must find its module
-    (the sequence classifier's body paths must match the causal LM's)."""
-    from peft import set_peft_model_state_dict
-
-    if not isinstance(weights, dict):
-        source = source or Path(weights).parent
-        weights = _read_safetensors(Path(weights))
-    result = set_peft_model_state_dict(model, weights, adapter_name=adapter)
-    unexpected = [k for k in result.unexpected_keys if "lora_" in k]
-    if unexpected:
-        raise PPOModelError(
-            f"The adapter in {source} does not fit this base model: {len(unexpected)} of its "
-            f"weights have no matching layer (e.g. {unexpected[0]}).")
-
-
-def _head(weights: dict[str, torch.Tensor], config, source: Path) -> torch.nn.Linear:
-    weight = next(v for k, v in weights.items() if k.endswith(".weight"))
-    bias = next((v for k, v in weights.items() if k.endswith(".bias")), None)
-    if weight.ndim != 2 or weight.shape[0] != 1:
-        raise PPOModelError(f"The reward head in {source} has shape {tuple(weight.shape)}; a "
-                            "single-output head is needed.")
-    head = torch.nn.Linear(weight.shape[1], 1, bias=bias is not None)
-    with torch.no_grad():
-        head.weight.copy_(weight.float())
-        if bias is not None:
-            head.bias.copy_(bias.float())
-    return head

@@ -68,6 +68,13 @@ def load_tokenizer(path: str | Path):
     return tokenizer
 
 
+def reward_tokenizer(adapter: Path, base_model: str | Path):
+    """The tokenizer a reward adapter was trained with: the one training saved beside it (pad
+    token included) when present, else the base model's."""
+    has_tokenizer = (adapter / "tokenizer_config.json").is_file()
+    return load_tokenizer(adapter if has_tokenizer else base_model)
+
+
 def build_reward_model(base_model: str | Path, tokenizer, device: DeviceChoice, *,
                        cfg: RewardConfig | None = None, adapter_dir: str | Path | None = None,
                        trainable: bool = False, train_dropout: bool = True):
@@ -184,12 +191,18 @@ class RewardScorer:
         except ValueError as exc:
             raise RewardModelError(str(exc)) from exc
         check_base_model(base_model_path)
-        has_tokenizer = (adapter / "tokenizer_config.json").is_file()
-        tokenizer = load_tokenizer(adapter if has_tokenizer else base_model_path)
+        tokenizer = reward_tokenizer(adapter, base_model_path)
         model = build_reward_model(base_model_path, tokenizer, choice, adapter_dir=adapter)
+        return cls.for_run(model, tokenizer, choice, adapter, batch_size)
+
+    @classmethod
+    def for_run(cls, model, tokenizer, device: DeviceChoice, adapter: Path,
+                batch_size: int = 16) -> "RewardScorer":
+        """A scorer around ``model`` with the max length and reward statistics of the run
+        folder around ``adapter``, when it is one."""
         run_config = _read_json(adapter.parent / "config.json") or {}
         max_length = int(run_config.get("max_length") or DEFAULT_MAX_LENGTH)
-        return cls(model, tokenizer, choice, max_length, batch_size,
+        return cls(model, tokenizer, device, max_length, batch_size,
                    stats=_read_json(adapter.parent / "reward_stats.json"))
 
     def score(self, prompt: str, responses: list[str],

@@ -23,6 +23,7 @@ from desktop_app.ml.playground import (
     TextDelta,
 )
 from desktop_app.ml.reward_model import (
+    RewardScorer,
     _is_conv1d,
     build_reward_model,
     load_tokenizer,
@@ -64,6 +65,10 @@ def make_reward_adapter(base_dir: Path, run_dir: Path, mean: float = 0.25,
     torch.manual_seed(0)
     model = build_reward_model(base_dir, tokenizer, pick_device("cpu"),
                                cfg=RewardConfig(lora_r=4, lora_alpha=8))
+    with torch.no_grad():  # as if trained: the LoRA changes the scores
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.5)
     adapter = run_dir / "adapter"
     model.save_pretrained(adapter)
     tokenizer.save_pretrained(adapter)
@@ -199,9 +204,12 @@ def test_session_generates_scores_and_caches_models(base_dir, adapters):
     messages = [e.message for e in events if isinstance(e, Progress)]
     assert "Loading the base model…" in messages and "Loading the reward model…" in messages
 
-    # Scores are the reward model's, normalised with the run's statistics (mean 0.25, std 2).
-    raw = session.scorer.score(request.prompt.text, [result.responses["base"].text,
-                                                     result.responses["policy"].text])
+    # The reward model was trained on this base, so it shares the loaded weights. Its scores
+    # are the reward model's, normalised with the run's statistics (mean 0.25, std 2).
+    assert session.shared_reward and session.scorer is session.playground.reward_scorer
+    standalone = RewardScorer.load(base_dir, adapters["reward"], device="cpu")
+    raw = standalone.score(request.prompt.text, [result.responses["base"].text,
+                                                 result.responses["policy"].text])
     for side, value in zip(("base", "policy"), raw):
         assert result.scores[side].raw == pytest.approx(value, abs=1e-5)
         assert result.scores[side].normalised == pytest.approx((value - 0.25) / 2.0, abs=1e-5)
@@ -237,3 +245,92 @@ def test_session_stopped_run_is_not_scored(base_dir, adapters):
     result = session.run(request, emit=emit, stop=stop)
     assert result.stopped and not result.scores and session.scorer is None
     session.close()
+
+
+def tokens(out: dict) -> dict[str, list[int]]:
+    return {side: completion.tokens for side, completion in out.items()}
+
+
+def test_an_attached_reward_model_scores_as_it_does_on_its_own_and_changes_no_response(
+        base_dir, adapters):
+    prompt, responses = "Tell me about the cat", ["It purrs.", "Cats sleep a lot, mostly.", ""]
+    standalone = RewardScorer.load(base_dir, adapters["reward"], device="cpu")
+    expected = standalone.score(prompt, responses)
+
+    # Attached before any policy (the bare base gets wrapped), then a policy on top.
+    playground = Playground.load(base_dir, device="cpu")
+    before = playground.stream("Paris is", "base", CFG, seed=4)
+    scorer = playground.attach_reward(adapters["reward"])
+    assert scorer.score(prompt, responses) == pytest.approx(expected, abs=1e-5)
+    assert scorer.stats == {"mean": 0.25, "std": 2.0}
+    assert playground.attach_reward(adapters["reward"]) is scorer  # attached once
+    playground.add_policy(adapters["policy"])
+    out = playground.stream_pair("Paris is", CFG, seed=4)
+    assert out["base"].tokens == before.tokens  # the reward adapter is off while generating
+
+    # A policy attached first: the reward adapter goes beside it, and neither leaks into the
+    # other's forward passes.
+    other = Playground.load(base_dir, device="cpu")
+    other.add_policy(adapters["policy"])
+    alone = tokens(other.stream_pair("Paris is", CFG, seed=4))
+    assert other.attach_reward(adapters["reward"]).score(prompt, responses) == \
+        pytest.approx(expected, abs=1e-5)
+    assert tokens(other.stream_pair("Paris is", CFG, seed=4)) == alone
+    other.detach_reward()
+    assert other.reward_scorer is None
+    assert tokens(other.stream_pair("Paris is", CFG, seed=4)) == alone
+    with pytest.raises(PlaygroundError, match="No tuned policy"):
+        playground_without_policy = Playground.load(base_dir, device="cpu")
+        playground_without_policy.attach_reward(adapters["reward"])
+        playground_without_policy.stream("Paris is", "policy", CFG, seed=4)
+
+
+def test_a_reward_adapter_that_does_not_fit_the_base_is_a_clear_error(base_dir, adapters,
+                                                                      gpt2_dir, llama_chat_dir):
+    other_base = llama_chat_dir if base_dir == gpt2_dir else gpt2_dir
+    playground = Playground.load(other_base, device="cpu")
+    playground.add_policy(make_policy_adapter(other_base, base_dir.parent / f"p-{base_dir.name}"))
+    before = tokens(playground.stream_pair("Paris is", CFG, seed=2))
+    with pytest.raises(PlaygroundError, match="does not fit this base model"):
+        playground.attach_reward(adapters["reward"])
+    assert playground.reward_scorer is None and "reward" not in playground.model.peft_config
+    assert tokens(playground.stream_pair("Paris is", CFG, seed=2)) == before
+
+
+def test_a_reward_adapter_of_another_size_is_taken_out_again(base_dir, tmp_path):
+    """Same architecture, other width: the LoRA layers fit by name, the weights by no shape."""
+    from desktop_app.ml.tiny_models import build_tiny_model
+
+    tokenizer = load_tokenizer(base_dir)
+    arch = "gpt2" if "gpt2" in base_dir.name else "llama"
+    wider = tmp_path / "wider"
+    build_tiny_model(arch, tokenizer, wider, hidden=48, heads=2)
+    adapter = make_reward_adapter(wider, tmp_path / "0001-reward")
+    for bare in (True, False):
+        playground = Playground.load(base_dir, device="cpu")
+        if not bare:
+            playground.add_policy(make_policy_adapter(base_dir, tmp_path / "policy"))
+        before = playground.stream("Paris is", "base", CFG, seed=2).tokens
+        with pytest.raises(PlaygroundError, match="does not fit this base model"):
+            playground.attach_reward(adapter)
+        assert playground.reward_scorer is None
+        assert playground.stream("Paris is", "base", CFG, seed=2).tokens == before
+
+
+def test_a_reward_model_on_another_base_folder_is_loaded_on_its_own(base_dir, adapters, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(base_dir, tmp_path / "copy-of-base")
+    session = PlaygroundSession(device="cpu")
+    request = PlaygroundRequest(prompt=PromptInput(0, "Hello"), base_model=str(base_dir),
+                                sampling=CFG, seed=3, reward_adapter=str(adapters["reward"]),
+                                reward_base_model=str(copy))
+    result = session.run(request)
+    assert not session.shared_reward and session.playground.reward_scorer is None
+    shared = PlaygroundSession(device="cpu")
+    same = shared.run(PlaygroundRequest(request.prompt, str(base_dir), CFG, seed=3,
+                                        reward_adapter=str(adapters["reward"])))
+    assert shared.shared_reward
+    assert same.scores["base"].raw == pytest.approx(result.scores["base"].raw, abs=1e-5)
+    session.close()
+    shared.close()
