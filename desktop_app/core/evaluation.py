@@ -36,13 +36,19 @@ class WinRate:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def counts(self, sep: str = ", ") -> str:
+        """"11 wins, 1 loss, 0 ties"."""
+        def n(count: int, one: str, many: str) -> str:
+            return f"{count} {one if count == 1 else many}"
+        return sep.join((n(self.wins, "win", "wins"), n(self.losses, "loss", "losses"),
+                         n(self.ties, "tie", "ties")))
+
     def describe(self, a: str = "A", b: str = "B") -> str:
         if self.n == 0 or self.win_rate is None:
             return "no judged pairs yet"
         ci = ("" if self.ci_low is None or self.ci_high is None
               else f"95% CI {self.ci_low:.0%}–{self.ci_high:.0%}; ")
-        counts = (f"{self.wins} wins, {self.losses} losses, {self.ties} ties, "
-                  if self.wins or self.losses or self.ties else "")
+        counts = f"{self.counts()}, " if self.wins or self.losses or self.ties else ""
         return f"{a} wins {self.win_rate:.0%} against {b} ({ci}{counts}n = {self.n})"
 
 

@@ -178,8 +178,7 @@ class ResultsPane(QWidget):
                 f"<span style='color:{HUMAN_COLOUR}'><b>You</b></span><br>"
                 f"<span style='font-size:16pt'><b>{s.human.win_rate:.0%}</b></span> "
                 f"A over B<br>95% CI {s.human.ci_low:.0%}–{s.human.ci_high:.0%}<br>"
-                f"{s.human.wins} wins · {s.human.losses} losses · {s.human.ties} ties "
-                f"(n = {s.human.n})")
+                f"{s.human.counts(' · ')} (n = {s.human.n})")
         else:
             self.human_label.setText(f"<span style='color:{HUMAN_COLOUR}'><b>You</b></span><br>"
                                      + ("no judged pairs yet" if blind else "not judged blind"))

@@ -56,6 +56,9 @@ def test_no_judgments_has_no_rate():
     r = win_rate(0, 0, 0)
     assert r.win_rate is None and r.n == 0
     assert "no judged pairs" in r.describe()
+    assert win_rate(1, 2, 1).counts() == "1 win, 2 losses, 1 tie"
+    assert "(95% CI" in win_rate(3, 0).describe() and "3 wins, 0 losses, 0 ties" in \
+        win_rate(3, 0).describe()
 
 
 def test_tally_and_scores():

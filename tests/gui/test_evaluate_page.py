@@ -145,6 +145,7 @@ def test_keys_judge_blind_pairs_and_update_the_verdict(qtbot, page, store):
     assert page.tabs.currentIndex() == 2 and page.selected_eval() == run
     assert "62%" in page.results.human_label.text()
     assert "95% CI 22%–91%" in page.results.human_label.text()
+    assert "2 wins · 1 loss · 1 tie (n = 4)" in page.results.human_label.text()
 
 
 def test_finish_now_completes_the_run_with_what_was_judged(qtbot, page, store, monkeypatch):
