@@ -55,7 +55,8 @@ def plain_generate(lm, prompts: list[str], cfg: SamplingConfig, seed: int) -> tu
         width = max(map(len, ids))
         pad = tok.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=model.device)
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=model.device)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids],
+                            device=model.device)
         torch.manual_seed(seed + start)
         with torch.inference_mode():
             out = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=True,
@@ -116,7 +117,8 @@ def bench_next_pair_latency(n: int = 100) -> None:
     from desktop_app.gui.judge_page import JudgePage
     app = create_app()
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "rlhf.db") as store:
-        ids = store.add_prompts([f"Prompt {i} " + "with some words " * 20 for i in range(n + 20)]).ids
+        ids = store.add_prompts([f"Prompt {i} " + "with some words " * 20
+                                 for i in range(n + 20)]).ids
         body = "A response paragraph with `code` and *markdown*.\n\n" * 15
         store.add_pairs([(i, GenerationIn(body + "a", "m", completion_tokens=300, finished=True),
                           GenerationIn(body + "b", "m", completion_tokens=300, finished=True))

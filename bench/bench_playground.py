@@ -116,8 +116,10 @@ def main() -> int:
     same = all(abs(a - b) < 1e-4 for a, b in zip(shared["scores"], separate["scores"]))
     print(f"Playground on {args.device}: Llama {paths['params'] / 1e6:.1f} M parameters "
           f"({paths['params'] * 4 / mib:.0f} MiB fp32), policy + reward LoRA r 16, one pair")
-    print(f"  reward model attached to the base : peak {shared['peak_over_imports'] / mib:7.0f} MiB")
-    print(f"  reward model loaded on its own    : peak {separate['peak_over_imports'] / mib:7.0f} MiB")
+    print(f"  reward model attached to the base : "
+          f"peak {shared['peak_over_imports'] / mib:7.0f} MiB")
+    print(f"  reward model loaded on its own    : "
+          f"peak {separate['peak_over_imports'] / mib:7.0f} MiB")
     print(f"  ratio {ratio:.2f}; target <= 0.6 -> {'met' if ratio <= 0.6 else 'NOT met'}; "
           f"scores {'equal' if same else 'DIFFER'} ({shared['scores']} vs {separate['scores']})")
     return 0 if same else 1

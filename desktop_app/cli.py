@@ -306,7 +306,8 @@ def cmd_export_model(args: argparse.Namespace, out: Output) -> int:
     workspace = Workspace.open(resolve_workspace_dir(args.workspace))
     path = export_policy(workspace, args.run_id, args.out_dir, merged=args.merged)
     out.result({"run_id": args.run_id, "out_dir": str(path), "merged": args.merged},
-               f"Exported run {args.run_id} {'merged into a full model' if args.merged else 'as a LoRA adapter'} to {path}")
+               f"Exported run {args.run_id} "
+               f"{'merged into a full model' if args.merged else 'as a LoRA adapter'} to {path}")
     return 0
 
 
@@ -543,7 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("gui", cmd_gui, "open the app (the default)")
     p.add_argument("--model", help="model folder to load on start")
-    p = command("demo", cmd_demo, "create the demo workspace (small model, sample prompts) and open it")
+    p = command("demo", cmd_demo,
+                "create the demo workspace (small model, sample prompts) and open it")
     p.add_argument("--no-gui", action="store_true", help="only build the demo workspace")
     p = command("import", cmd_import, "import prompts (.txt/.jsonl/.csv) or preference pairs")
     p.add_argument("file")

@@ -1,4 +1,4 @@
-"""The headless CLI: the same functions as the GUI, JSON on the last stdout line, one-line errors."""
+"""The headless CLI: same functions as the GUI, JSON on the last stdout line, one-line errors."""
 
 import json
 import subprocess
@@ -32,7 +32,8 @@ def tiny_model(tmp_path_factory):
 def test_import_generate_judge_export_stats(capsys, tmp_path, tiny_model):
     ws = str(tmp_path / "ws")
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("Say hello.\nName a colour.\nSay hello.\n\nCount to three.\n", encoding="utf-8")
+    prompts.write_text("Say hello.\nName a colour.\nSay hello.\n\nCount to three.\n",
+                       encoding="utf-8")
     code, out, _ = run(capsys, "--workspace", ws, "import", str(prompts), "--json")
     assert code == 0
     assert last_json(out) | {"problems": []} == {
@@ -62,7 +63,8 @@ def test_import_generate_judge_export_stats(capsys, tmp_path, tiny_model):
     assert stats["runs"] == {"generate": {"completed": 1}}
 
     target = tmp_path / "pairs.jsonl"
-    code, out, _ = run(capsys, "--json", "--workspace", ws, "export", "--format", "trl", str(target))
+    code, out, _ = run(capsys, "--json", "--workspace", ws, "export", "--format", "trl",
+                       str(target))
     assert code == 0
     assert last_json(out)["pairs"] == 1 and last_json(out)["left_out"]["tie"] == 1
     rows = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]

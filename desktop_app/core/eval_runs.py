@@ -7,9 +7,9 @@ metrics at step 0, so the runs page, ``rlhf-desk runs show`` and the CSV export 
 - the person's verdict: ``eval/win_rate``, ``eval/ci_low``, ``eval/ci_high``, ``eval/n``,
   ``eval/wins``, ``eval/losses``, ``eval/ties`` (recomputed as judgments come in);
 - the reward model's, on the same responses: ``eval/rm_win_rate``, ``eval/rm_ci_low``,
-  ``eval/rm_ci_high``, ``eval/rm_n``, ``eval/rm_wins``/``_losses``/``_ties``, the mean rewards ``eval/rm_reward_a``/``_b`` and the mean
-  response lengths in characters ``eval/length_a``/``_b`` (a reward model that likes length
-  shows up here first).
+  ``eval/rm_ci_high``, ``eval/rm_n``, ``eval/rm_wins``/``_losses``/``_ties``, the mean rewards
+  ``eval/rm_reward_a``/``_b`` and the mean response lengths in characters
+  ``eval/length_a``/``_b`` (a reward model that likes length shows up here first).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 @dataclass(frozen=True)
 class Progress:
-    """``done`` of ``total`` units finished (total 0 = unknown); ``message`` says what is happening."""
+    """``done`` of ``total`` units finished (total 0 = unknown); ``message``: what is happening."""
 
     done: int
     total: int

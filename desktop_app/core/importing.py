@@ -41,7 +41,8 @@ class ImportReport:
         return data
 
 
-def import_file(store: Store, path: str | Path, *, rng: random.Random | None = None) -> ImportReport:
+def import_file(store: Store, path: str | Path, *,
+                rng: random.Random | None = None) -> ImportReport:
     """Parse ``path`` and add what is valid. Raises ``formats.FormatError`` for unusable files."""
     parsed = parse_file(path)
     source = Path(path).name

@@ -1,12 +1,15 @@
 """Preference rows in the forms the field publishes them, each read into one ``PairRecord``.
 
-| form                     | ``prompt``                     | ``chosen`` / ``rejected``                   |
-|--------------------------|--------------------------------|---------------------------------------------|
-| TRL standard             | text                           | text                                        |
-| TRL conversational       | messages ending in a user turn | assistant turns                             |
-| TRL implicit prompt      | (none)                         | the conversation, then the assistant answer |
-| UltraFeedback binarized  | text: the last user turn       | the conversation, then the assistant answer |
-| Anthropic HH-RLHF        | (none)                         | transcripts ``\\n\\nHuman: …\\n\\nAssistant: …`` |
+| form                    | ``prompt``                     | ``chosen`` / ``rejected``            |
+|-------------------------|--------------------------------|--------------------------------------|
+| TRL standard            | text                           | text                                 |
+| TRL conversational      | messages ending in a user turn | assistant turns                      |
+| TRL implicit prompt     | (none)                         | the conversation, then               |
+|                         |                                | the assistant answer                 |
+| UltraFeedback binarized | text: the last user turn       | the conversation, then               |
+|                         |                                | the assistant answer                 |
+| Anthropic HH-RLHF       | (none)                         | transcripts                          |
+|                         |                                | ``\\n\\nHuman: …\\n\\nAssistant: …`` |
 
 Where the responses repeat the conversation, the turns up to the last user turn are the prompt
 and must be the same in both; what follows is the answer. Other columns (``prompt_id``,

@@ -29,7 +29,8 @@ __all__ = ["COLUMNS", "metric_rows", "write_metrics_csv"]
 COLUMNS = ("run_id", "step", "name", "value")
 
 
-def metric_rows(store: Store, run_ids: Iterable[int]) -> Iterator[tuple[int, int, str, float | None]]:
+def metric_rows(store: Store,
+                run_ids: Iterable[int]) -> Iterator[tuple[int, int, str, float | None]]:
     """(run_id, step, name, value) for every stored point of the runs, in file order."""
     ids = list(dict.fromkeys(int(r) for r in run_ids))
     if not ids:

@@ -53,7 +53,8 @@ def key_metric(run: dict, final: dict[str, float]) -> tuple[str, float | None]:
     kind = run["kind"]
     get = final.get
     if kind == "reward":
-        for name, label in (("eval/accuracy", "val accuracy"), ("train/accuracy", "train accuracy")):
+        for name, label in (("eval/accuracy", "val accuracy"),
+                            ("train/accuracy", "train accuracy")):
             if get(name) is not None:
                 return f"{label} {final[name]:.3f}", final[name]
     elif kind == "ppo":

@@ -390,7 +390,8 @@ class Store:
         return self.get_pair(comparison_id)
 
     def last_judged_id(self) -> int | None:
-        row = self._one("SELECT id FROM comparisons WHERE choice IS NOT NULL AND source = 'generated' "
+        row = self._one("SELECT id FROM comparisons "
+                        "WHERE choice IS NOT NULL AND source = 'generated' "
                         "ORDER BY judged_at DESC, id DESC LIMIT 1")
         return row["id"] if row else None
 

@@ -59,7 +59,8 @@ class Workspace:
             try:
                 root.mkdir(parents=True)
             except OSError as exc:
-                raise WorkspaceError(f"cannot create workspace folder {root}: {exc.strerror}") from None
+                raise WorkspaceError(
+                    f"cannot create workspace folder {root}: {exc.strerror}") from None
         return cls(root)
 
     @property

@@ -8,7 +8,6 @@ After every judgment (and every undo) the person's verdict is recomputed and sto
 
 from __future__ import annotations
 
-
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QPushButton, QVBoxLayout, QWidget
 

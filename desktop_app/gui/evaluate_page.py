@@ -15,10 +15,19 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QShowEvent
+
 # QFileDialog is eval_setup's; it stays importable from here, the path tests patch it by.
-from PySide6.QtWidgets import (QFileDialog, QHeaderView, QScrollArea,  # noqa: F401
-                               QSplitter, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (  # noqa: F401
+    QFileDialog,
+    QHeaderView,
+    QScrollArea,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.eval_runs import eval_summary
 from ..core.store import Store

@@ -68,7 +68,7 @@ class _Runner(QObject):
 
 
 class Job(QObject):
-    """One background job. Connect to the signals, then ``start()``; ``cancel()`` asks it to stop."""
+    """One background job. Connect the signals, then ``start()``; ``cancel()`` asks it to stop."""
 
     event = Signal(object)       # core.events.Progress / Log / Metric
     succeeded = Signal(object)   # the function's return value

@@ -9,9 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QScrollArea, QSplitter, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.config import PPOConfig
 from ..core.store import Store
@@ -21,7 +31,8 @@ from .config_form import ConfigForm
 from .training_run import TrainingRun
 
 CHARTS = [
-    ("Reward-model score", [("objective/scores", "score"), ("objective/rlhf_reward", "rlhf reward")]),
+    ("Reward-model score", [("objective/scores", "score"),
+                            ("objective/rlhf_reward", "rlhf reward")]),
     ("KL to the reference", [("objective/kl", "KL")]),
     ("Losses", [("loss/policy", "policy"), ("loss/value", "value")]),
     ("Entropy", [("objective/entropy", "entropy")]),

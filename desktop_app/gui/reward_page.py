@@ -10,10 +10,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
-                               QLabel, QLineEdit, QPlainTextEdit, QPushButton,
-                               QScrollArea, QSlider, QSplitter, QTableWidget, QTableWidgetItem,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.config import RewardConfig
 from ..core.store import Store
@@ -62,7 +77,8 @@ class RewardPage(TrainingRun, QWidget):
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
         self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip("Continue the last cancelled or failed run from its checkpoint.")
+        self.resume_button.setToolTip(
+            "Continue the last cancelled or failed run from its checkpoint.")
         self.resume_button.clicked.connect(self.resume_last)
 
         left = QWidget()

@@ -261,7 +261,7 @@ class RunCharts:
                           for r in ids if name in names_of[r]], name) for name in metrics]
         columns = 1 if len(metrics) == 1 else 2 if len(metrics) <= 4 or len(ids) > 1 else 3
         self.board = ChartBoard(layout, columns=columns)
-        for chart, name in zip(self.board.charts, metrics):
+        for chart in self.board.charts:
             chart.setMinimumHeight(230)
             legend = chart.getPlotItem().legend
             legend.setBrush(pg.mkBrush(255, 255, 255, 215))  # readable over the curves

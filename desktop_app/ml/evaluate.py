@@ -118,7 +118,8 @@ def default_reward_run(store: Store) -> int | None:
     return runs[-1]["id"] if runs else None
 
 
-def eval_prompts(store: Store, prompt_file: str | None, limit: int) -> tuple[list[PromptInput], str]:
+def eval_prompts(store: Store, prompt_file: str | None,
+                 limit: int) -> tuple[list[PromptInput], str]:
     """The prompts to evaluate on and where they came from.
 
     A file's prompts are added to the workspace as held out (the ones already there keep

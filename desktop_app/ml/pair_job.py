@@ -73,9 +73,11 @@ def generate_pending_pairs(store: Store, lm: LoadedModel, cfg: SamplingConfig, *
                         rng=rng, flags=["identical" if p.identical else None for p in batch])
         report.pairs += len(batch)
         report.identical += sum(p.identical for p in batch)
-        report.completion_tokens += sum(p.a.completion_tokens + p.b.completion_tokens for p in batch)
+        report.completion_tokens += sum(p.a.completion_tokens + p.b.completion_tokens
+                                        for p in batch)
         report.seconds = time.perf_counter() - start
-        emit(Progress(report.pairs, len(prompts), f"Generated {report.pairs} of {len(prompts)} pairs",
+        emit(Progress(report.pairs, len(prompts),
+                      f"Generated {report.pairs} of {len(prompts)} pairs",
                       extra={"tokens_per_s": report.tokens_per_s, "pairs": report.pairs}))
     report.seconds = time.perf_counter() - start
     return report

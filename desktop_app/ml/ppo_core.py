@@ -21,7 +21,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-
 # ---- masks and reductions --------------------------------------------------------------------
 
 def response_mask_after_eos(tokens: torch.Tensor, eos_ids: list[int] | torch.Tensor

@@ -43,6 +43,7 @@ from .model_loader import _first_line
 from .ppo_models import POLICY, VALUE, LoraSpec, PPOModelError, build_ppo_models
 from .reward_model import RewardModelError
 from .reward_train import RewardTrainingError, _precision
+from .sampling import PromptInput, derive_seed, encode_prompt, generate_tokens
 from .training_support import (
     guarded,
     is_oom,
@@ -52,7 +53,6 @@ from .training_support import (
     set_rng_state,
     write_json,
 )
-from .sampling import PromptInput, derive_seed, encode_prompt, generate_tokens
 
 KIND = "ppo"
 _OOM_ADVICE = ("try a smaller batch or mini-batch size (with gradient accumulation), fewer new "
@@ -332,7 +332,8 @@ class _Trainer:
         models, cfg = self.models, self.cfg
         parts: list[list[torch.Tensor]] = [[] for _ in range(5)]
         for start in range(0, len(seq), cfg.mini_batch_size):
-            s, a = seq[start:start + cfg.mini_batch_size], attention[start:start + cfg.mini_batch_size]
+            end = start + cfg.mini_batch_size
+            s, a = seq[start:end], attention[start:end]
             parts[0].append(models.scores(s, a).float())
             logp, ent = models.logprobs(POLICY, s, a, width, cfg.temperature, with_entropy=True)
             parts[1].append(logp)
@@ -345,7 +346,8 @@ class _Trainer:
         cfg, models = self.cfg, self.models
         n = len(r.sequences)
         micro = cfg.mini_batch_size // cfg.grad_accum
-        sums = torch.zeros(7, device=r.sequences.device)  # pl, vl, approxkl, clipfrac, ratio, vclip, n
+        # pl, vl, approxkl, clipfrac, ratio, vclip, n
+        sums = torch.zeros(7, device=r.sequences.device)
         norms: list[torch.Tensor] = []
         models.peft.train()
         try:

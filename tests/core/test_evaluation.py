@@ -9,11 +9,14 @@ import random
 import pytest
 
 from desktop_app.core.eval_runs import eval_summary, record_auto_result, record_human_result
-from desktop_app.core.evaluation import (hacking_warning, win_rate, win_rate_from_scores,
-                                         win_rate_from_tally)
+from desktop_app.core.evaluation import (
+    hacking_warning,
+    win_rate,
+    win_rate_from_scores,
+    win_rate_from_tally,
+)
 from desktop_app.core.rounds import round_overview
 from desktop_app.core.store import GenerationIn, Store
-
 
 # ---- the statistics ----------------------------------------------------------------------------
 
@@ -97,7 +100,8 @@ def add_blind_eval(store: Store, n: int, a_run: int | None = None) -> tuple[int,
                            parent_run_id=a_run)
     ids = store.add_prompts([f"held-out {run}-{i}" for i in range(n)]).ids
     store.set_held_out(ids)
-    comparisons = store.add_pairs([(pid, gen(f"tuned {pid}", run, "policy"), gen(f"base {pid}", run))
+    comparisons = store.add_pairs([(pid, gen(f"tuned {pid}", run, "policy"),
+                                    gen(f"base {pid}", run))
                                    for pid in ids], rng=random.Random(1), source="eval",
                                   eval_run_id=run)
     store.set_run_status(run, "judging")

@@ -32,7 +32,8 @@ def reasons(parsed):
 # --- .txt -------------------------------------------------------------------------------
 
 def test_txt_one_prompt_per_non_empty_line(tmp_path):
-    path = write(tmp_path, "prompts.txt", "  Write a haiku about rain.  \n\n\nHow do I boil an egg?\n"
+    path = write(tmp_path, "prompts.txt", "  Write a haiku about rain.  \n\n\n"
+                                          "How do I boil an egg?\n"
                                           "Explain \\n in C.\n   \n")
     parsed = parse_file(path)
     assert parsed.prompts == [
@@ -244,7 +245,8 @@ def test_json_pairs_array(tmp_path):
 
 
 def test_json_file_holding_json_lines_is_read_line_by_line(tmp_path):
-    parsed = parse_file(write(tmp_path, "p.json", '{"prompt": "a"}\n{"prompt": \n{"prompt": "c"}\n'))
+    parsed = parse_file(write(tmp_path, "p.json",
+                              '{"prompt": "a"}\n{"prompt": \n{"prompt": "c"}\n'))
     assert [(p.text, p.line) for p in parsed.prompts] == [("a", 1), ("c", 3)]
     assert [p.line for p in parsed.problems] == [2]
 

@@ -23,7 +23,8 @@ def _read(path):
 def test_long_form_rows_in_run_then_name_then_step_order(store, tmp_path):
     a = store.create_run("reward", {})
     b = store.create_run("ppo", {}, parent_run_id=a)
-    store.add_metrics(a, [(2, "train/loss", 0.5), (1, "train/loss", 0.7), (1, "eval/accuracy", 1 / 3)])
+    store.add_metrics(a, [(2, "train/loss", 0.5), (1, "train/loss", 0.7),
+                          (1, "eval/accuracy", 1 / 3)])
     store.add_metrics(b, [(1, "objective/kl", 1e-12), (1, "objective/scores", -2.5)])
     target = tmp_path / "out.csv"
     assert write_metrics_csv(store, [b, a, b], target) == 5   # a repeated id counts once

@@ -46,7 +46,8 @@ def test_newer_database_is_refused(tmp_path):
 
 
 def test_forward_migration_runs_only_missing_steps(tmp_path, monkeypatch):
-    from desktop_app.core import schema, store as store_mod
+    from desktop_app.core import schema
+    from desktop_app.core import store as store_mod
     path = tmp_path / "rlhf.db"
     Store(path).close()
     extra = schema.MIGRATIONS + ["ALTER TABLE prompts ADD COLUMN tag TEXT;"]
@@ -58,7 +59,8 @@ def test_forward_migration_runs_only_missing_steps(tmp_path, monkeypatch):
 
 
 def test_failed_migration_rolls_back(tmp_path, monkeypatch):
-    from desktop_app.core import schema, store as store_mod
+    from desktop_app.core import schema
+    from desktop_app.core import store as store_mod
     path = tmp_path / "rlhf.db"
     Store(path).close()
     broken = schema.MIGRATIONS + ["CREATE TABLE t (x); THIS IS NOT SQL;"]
@@ -233,4 +235,5 @@ def test_prompts_without_pairs_per_model_and_adapter(store):
     assert [r["id"] for r in store.prompts_without_pairs(10, model="/base", adapter="/ppo")] == ids
     store.add_pairs([(ids[0], GenerationIn("c", "/base", adapter="/ppo"),
                       GenerationIn("d", "/base", adapter="/ppo"))])
-    assert [r["id"] for r in store.prompts_without_pairs(10, model="/base", adapter="/ppo")] == [ids[1]]
+    assert [r["id"] for r in store.prompts_without_pairs(10, model="/base", adapter="/ppo")] \
+        == [ids[1]]

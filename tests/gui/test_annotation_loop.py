@@ -87,7 +87,8 @@ def test_judge_with_keys_clicks_undo_and_note(qtbot, window, store, tiny_chat_mo
     sixth = judge.current
     qtbot.mouseClick(view.buttons["right"], Qt.MouseButton.LeftButton)
     r = row(store, sixth.comparison_id)
-    assert (r["generation_a_id"] if r["choice"] == "a" else r["generation_b_id"]) == sixth.right["id"]
+    assert (r["generation_a_id"] if r["choice"] == "a" else r["generation_b_id"]) \
+        == sixth.right["id"]
 
     # Generations record model, sampling, seed and token counts; the progress line adds up.
     g = store.db["generations"].get(first.left["id"])

@@ -8,8 +8,14 @@ import random
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QAbstractButton, QLabel, QMessageBox, QTableWidget, QTextBrowser,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QLabel,
+    QMessageBox,
+    QTableWidget,
+    QTextBrowser,
+    QWidget,
+)
 
 from desktop_app.core.eval_runs import eval_summary, record_auto_result, record_human_result
 from desktop_app.core.evaluation import win_rate

@@ -143,7 +143,8 @@ def test_row_texts():
                                          "eval/ci_high": 0.8, "eval/n": 24})[0] == \
         "win rate 62% (95% CI 41%–80%, n = 24)"
     assert key_metric({"kind": "eval", "status": "judging"},
-                      {"eval/rm_win_rate": 0.7, "eval/rm_ci_low": 0.5, "eval/rm_ci_high": 0.85})[0] \
+                      {"eval/rm_win_rate": 0.7, "eval/rm_ci_low": 0.5,
+                       "eval/rm_ci_high": 0.85})[0] \
         == "reward model: win rate 70% (95% CI 50%–85%) · waiting for your judgments"
     assert key_metric({"kind": "eval", "status": "judging"}, {})[0] == "waiting for your judgments"
     assert key_metric({"kind": "generate"}, {"generate/tokens_per_s": 412.5,

@@ -17,8 +17,7 @@ from desktop_app.core.events import StopToken
 from desktop_app.core.store import Store
 from desktop_app.core.workspace import Workspace
 from desktop_app.ml.device import pick_device
-from desktop_app.ml.evaluate import (EvaluationError, parse_policy, resolve_policy,
-                                     run_evaluation)
+from desktop_app.ml.evaluate import EvaluationError, parse_policy, resolve_policy, run_evaluation
 from desktop_app.ml.reward_model import build_reward_model, load_tokenizer
 
 CFG = EvalConfig(max_new_tokens=8, batch_size=4, max_prompts=6, device="cpu", seed=3)

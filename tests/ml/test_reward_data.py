@@ -22,7 +22,7 @@ from desktop_app.ml.sampling import PromptInput, encode_prompt
 def rows(n_prompts: int, per_prompt: int = 2, tie_every: int = 0) -> list[dict]:
     out = []
     for p in range(n_prompts):
-        for k in range(per_prompt):
+        for _ in range(per_prompt):
             cid = len(out) + 1
             out.append({"comparison_id": cid, "prompt_id": 100 + p, "prompt": f"prompt {p}",
                         "prompt_messages": None, "chosen": f"good {cid}",

@@ -124,9 +124,9 @@ def test_eos_masking_and_token_counts(any_lm, monkeypatch):
     eos = set(any_lm.eos_token_ids)
     finished = out.finished.tolist()
     assert any(finished)
-    for row, (tokens, length, mask, done) in enumerate(zip(out.completions.tolist(),
-                                                           out.completion_lengths.tolist(),
-                                                           out.completion_mask.tolist(), finished)):
+    for tokens, length, mask, done in zip(out.completions.tolist(),
+                                          out.completion_lengths.tolist(),
+                                          out.completion_mask.tolist(), finished):
         assert sum(mask) == length and all(mask[:length])
         assert not any(t in eos for t in tokens[:length - 1])
         if done:
