@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QMessageBox,
-                               QStackedWidget, QWidget)
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QWidget,
+)
 
 from .. import __version__
 from ..core.store import Store
@@ -72,6 +79,7 @@ class MainWindow(QMainWindow):
         self.evaluate_page.next_round_requested.connect(self._load_policy)
         self.evaluate_page.prompts_changed.connect(self.prompts_page.reload)
         self._paused_for_training = False
+        self._training = 0  # training jobs running (reward, PPO, evaluation)
         self._prompts_stale = False
         self.sidebar.setCurrentRow(0)
 
@@ -133,14 +141,26 @@ class MainWindow(QMainWindow):
 
     def _on_training_started(self) -> None:
         # Sampling and training would fight over the same cores (or GPU memory): generation
-        # waits while a training run is going, and picks up again after it.
-        self._paused_for_training = not self.judge_page.queue.paused
+        # waits while a training run is going, and picks up again after it. On a GPU the
+        # generation model's weights wait in main memory, and the playground's models (a cache,
+        # loaded again on its next run) are freed, so training has the GPU's memory.
+        if not self._training:
+            self._paused_for_training = not self.judge_page.queue.paused
+        self._training += 1
         self.judge_page.set_generation_paused(True)
+        self.judge_page.queue.park()
+        self.playground_page.free_gpu_memory()
 
     def _on_training_finished(self) -> None:
-        if self._paused_for_training:
-            self.judge_page.set_generation_paused(False)
-        self._paused_for_training = False
+        self._training = max(0, self._training - 1)
+        if self._training:
+            return  # another training job still runs
+        resume, self._paused_for_training = self._paused_for_training, False
+
+        def after_unpark() -> None:
+            if resume and not self._training:
+                self.judge_page.set_generation_paused(False)
+        self.judge_page.queue.unpark(after_unpark)
 
     def _mark_prompts_stale(self) -> None:
         self._prompts_stale = True

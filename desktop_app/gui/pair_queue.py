@@ -3,10 +3,15 @@
 The queue itself is the set of pending comparisons in the store, so it survives restarts and
 the next pair is one indexed query away. Whenever fewer than ``target`` pairs are waiting, a
 background job samples one more batch for the prompts that have none yet.
+
+While a training job runs, a model on the GPU is "parked": its weights move to main memory so
+training gets the GPU's memory, and come back afterwards (``park``/``unpark``). A batch being
+generated when training starts is cut short first (the pairs it finished are kept).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -36,11 +41,19 @@ class PairQueue(QObject):
         self.tokens_per_s = 0.0
         self.last_status = "No model loaded: open one on the Models page."
         self.closed = False
+        # Parking: None (the weights are on their device), "parking", "parked" or "unparking".
+        self.parking: str | None = None
+        self.move_job: Job | None = None
+        self._want_parked = False
+        self._after_unpark: list[Callable[[], None]] = []
 
     # -- control ---------------------------------------------------------------------------
 
     def set_model(self, lm) -> None:
         self._finish_run("completed")
+        if self.move_job is not None and self.move_job.running:
+            self.move_job.wait(600000)  # the old model is being moved; it is dropped next
+        self.parking, self.move_job = None, None
         self.lm = lm
         self.run_id = self.store.create_run("generate", {
             "model": lm.path, "adapter": lm.adapter, "device": lm.device.label(),
@@ -68,7 +81,7 @@ class PairQueue(QObject):
 
     def top_up(self) -> None:
         """Start one more batch if the queue is short and nothing is running."""
-        if self.busy or self.paused or self.closed:
+        if self.busy or self.paused or self.closed or self.parking is not None:
             return
         if self.lm is None:
             self._set_status("No model loaded: open one on the Models page.")
@@ -89,7 +102,78 @@ class PairQueue(QObject):
         if self.job is not None and self.job.running:
             self.job.cancel()
             self.job.wait(wait_ms)
+        if self.move_job is not None and self.move_job.running:
+            self.move_job.wait(wait_ms)
         self._finish_run("completed")
+
+    # -- room for training -----------------------------------------------------------------
+
+    def park(self) -> None:
+        """A training job is starting: if the model is on a GPU, cut the batch in progress short
+        and move the weights to main memory. Call while generation is paused."""
+        from ..ml.model_loader import on_accelerator
+
+        self._want_parked = True
+        if self.lm is None or not on_accelerator(self.lm) or self.parking in ("parking",
+                                                                             "parked"):
+            return
+        if self.busy:
+            self.job.cancel()  # generation stops within a token; _park_when_idle follows
+            return
+        self._move(to_cpu=True)
+
+    def unpark(self, then: Callable[[], None] | None = None) -> None:
+        """Training is over: bring parked weights back, then call ``then`` (at once when
+        nothing was parked)."""
+        self._want_parked = False
+        if then is not None:
+            self._after_unpark.append(then)
+        if self.parking == "parked":
+            self._move(to_cpu=False)
+        elif self.parking is None:
+            self._run_after_unpark()
+        # "parking": _on_moved brings it straight back; "unparking": already on its way.
+
+    def _move(self, to_cpu: bool) -> None:
+        from ..ml.model_loader import move_weights
+
+        lm = self.lm
+        self.parking = "parking" if to_cpu else "unparking"
+        self._set_status("Moving the model to main memory while training runs…" if to_cpu
+                         else "Moving the model back to the GPU…")
+        self.move_job = Job(lambda emit, stop: move_weights(lm, to_cpu), self, name="park-model")
+        self.move_job.succeeded.connect(lambda _: self._on_moved(to_cpu))
+        self.move_job.failed.connect(self._on_move_failed)
+        self.move_job.start()
+
+    def _on_moved(self, to_cpu: bool) -> None:
+        if self.lm is None:
+            return
+        self.parking = "parked" if to_cpu else None
+        if to_cpu:
+            self._set_status("Generation paused: the model waits in main memory while "
+                             "training runs.")
+            if not self._want_parked:
+                self._move(to_cpu=False)
+        elif self._want_parked:
+            self._move(to_cpu=True)
+        else:
+            self._run_after_unpark()
+
+    def _on_move_failed(self, message: str) -> None:
+        # Where the weights are is no longer known: the model must be loaded again.
+        self.parking = None
+        self.lm = None
+        self._finish_run("failed")
+        self._set_status(f"Could not move the model: {message}. Load it again on the Models "
+                         "page.")
+        self.failed.emit(message)
+        self._after_unpark.clear()
+
+    def _run_after_unpark(self) -> None:
+        callbacks, self._after_unpark = self._after_unpark, []
+        for callback in callbacks:
+            callback()
 
     # -- internals -------------------------------------------------------------------------
 
@@ -107,6 +191,8 @@ class PairQueue(QObject):
         self.job.succeeded.connect(self._on_done)
         self.job.failed.connect(self._on_failed)
         self.job.finished.connect(lambda: self.progress.emit(0, 0))
+        # Queued: the job must be fully done (busy False) before the weights move.
+        self.job.finished.connect(lambda: QTimer.singleShot(0, self._park_when_idle))
         self._set_status(self._rate_text(f"Generating {limit} pairs…"))
         self.progress.emit(0, limit)
         self.job.start()
@@ -115,6 +201,10 @@ class PairQueue(QObject):
         if isinstance(event, Progress):
             self.tokens_per_s = event.extra.get("tokens_per_s", self.tokens_per_s)
             self.progress.emit(event.done, event.total)
+
+    def _park_when_idle(self) -> None:
+        if self._want_parked and self.parking is None and not self.busy and self.lm is not None:
+            self.park()
 
     def _on_done(self, report) -> None:
         if report.pairs:

@@ -524,6 +524,15 @@ class PlaygroundPage(QWidget):
 
     # -- lifetime ----------------------------------------------------------------------------
 
+    def free_gpu_memory(self) -> None:
+        """A training job is starting: free the models held on a GPU between runs (they are a
+        cache, loaded again by the next run). A run in progress keeps them."""
+        if self.session is None or self.running or not self.session.on_accelerator():
+            return
+        self.session.close()
+        self.session = None
+        self._set_status("Models freed for training; the next run loads them again.")
+
     def shutdown(self) -> None:
         """Stop a run (within a token) and free the models' memory."""
         if self.running:

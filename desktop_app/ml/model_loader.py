@@ -190,10 +190,24 @@ def _first_line(exc: BaseException) -> str:
     return text
 
 
+def on_accelerator(lm: LoadedModel) -> bool:
+    """Whether the model's weights live in GPU (CUDA or MPS) memory rather than main memory."""
+    return not lm.device.device.startswith("cpu")
+
+
+def move_weights(lm: LoadedModel, to_cpu: bool) -> None:
+    """Move a loaded model's weights to main memory (``to_cpu``), making room on the GPU for a
+    training job, or back to its own device. Nothing may use the model meanwhile."""
+    lm.model.to("cpu" if to_cpu else lm.device.device)
+    _free_memory(lm.device)
+
+
 def _free_memory(choice: DeviceChoice) -> None:
     gc.collect()
     if choice.device.startswith("cuda"):
         torch.cuda.empty_cache()
+    elif choice.device.startswith("mps"):
+        torch.mps.empty_cache()
 
 
 def _size(n: int) -> str:

@@ -492,6 +492,13 @@ class PlaygroundSession:
             self.shared_reward = False
             free_memory(device)
 
+    def on_accelerator(self) -> bool:
+        """Whether any model this session holds is on a GPU (CUDA or MPS)."""
+        devices = [self.playground.lm.device.device] if self.playground is not None else []
+        if self.scorer is not None:
+            devices.append(self.scorer.device.device)
+        return any(not d.startswith("cpu") for d in devices)
+
     def close(self) -> None:
         self.release_base()
         self.release_reward()

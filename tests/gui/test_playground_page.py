@@ -218,3 +218,29 @@ def test_problems_are_shown_in_a_dialog(qtbot, window, workspace, store, tiny_ch
     assert page.status.property("error") == "true"
     assert page.run_button.isEnabled()
     page.shutdown()
+
+
+def test_training_frees_models_held_on_a_gpu_between_runs(qtbot, window, workspace, store,
+                                                          tiny_chat_model, dialogs, monkeypatch):
+    from desktop_app.ml.playground import PlaygroundSession
+
+    page = open_page(window)
+    page.set_base_model(str(tiny_chat_model))
+    page.prompt_edit.setPlainText("Hello")
+    page.run()
+    qtbot.waitUntil(lambda: not page.running, timeout=120_000)
+    assert page.session is not None and page.session.playground is not None
+    # On the CPU the models stay: main memory is not what training is short of.
+    window.reward_page.training_started.emit()
+    assert page.session is not None
+    window.reward_page.training_finished.emit()
+
+    monkeypatch.setattr(PlaygroundSession, "on_accelerator", lambda self: True)  # as on a GPU
+    window.reward_page.training_started.emit()
+    assert page.session is None and "freed for training" in page.status.text()
+    window.reward_page.training_finished.emit()
+    page.run()  # the next run loads them again
+    qtbot.waitUntil(lambda: not page.running, timeout=120_000)
+    assert page.last_result is not None and page.session is not None
+    assert not dialogs, dialogs
+    page.shutdown()
