@@ -6,7 +6,8 @@ background job samples one more batch for the prompts that have none yet.
 
 While a training job runs, a model on the GPU is "parked": its weights move to main memory so
 training gets the GPU's memory, and come back afterwards (``park``/``unpark``). A batch being
-generated when training starts is cut short first (the pairs it finished are kept).
+generated when training starts is cut short first: pairs already stored stay, the cut batch's
+prompts simply get their pairs in a later batch.
 """
 
 from __future__ import annotations
