@@ -50,6 +50,13 @@ from .reward_data import (
     preference_examples,
     split_by_prompt,
 )
+from .reward_model import (
+    RewardModelError,
+    build_reward_model,
+    check_base_model,
+    load_tokenizer,
+    rewards,
+)
 from .training_support import (
     guarded,
     is_oom,
@@ -58,13 +65,6 @@ from .training_support import (
     rng_state,
     set_rng_state,
     write_json,
-)
-from .reward_model import (
-    RewardModelError,
-    build_reward_model,
-    check_base_model,
-    load_tokenizer,
-    rewards,
 )
 
 KIND = "reward"
