@@ -59,8 +59,12 @@ class PairQueue(QObject):
         self.run_id = self.store.create_run("generate", {
             "model": lm.path, "adapter": lm.adapter, "device": lm.device.label(),
             "sampling": self.cfg.to_dict(), "source": "gui"})
-        self.paused = False
-        self.top_up()
+        if self._want_parked:
+            self.park()  # loaded while training runs: it waits with generation paused
+        else:
+            self.paused = False
+            self._run_after_unpark()  # an unpark still waiting on the old model is over
+            self.top_up()
 
     def set_config(self, cfg: SamplingConfig) -> None:
         self.cfg = cfg
@@ -142,14 +146,15 @@ class PairQueue(QObject):
         self.parking = "parking" if to_cpu else "unparking"
         self._set_status("Moving the model to main memory while training runs…" if to_cpu
                          else "Moving the model back to the GPU…")
-        self.move_job = Job(lambda emit, stop: move_weights(lm, to_cpu), self, name="park-model")
-        self.move_job.succeeded.connect(lambda _: self._on_moved(to_cpu))
-        self.move_job.failed.connect(self._on_move_failed)
-        self.move_job.start()
+        job = Job(lambda emit, stop: move_weights(lm, to_cpu), self, name="park-model")
+        # A result arrives queued: by then another model may have replaced this one.
+        job.succeeded.connect(lambda _: job is self.move_job and self._on_moved(to_cpu))
+        job.failed.connect(lambda message: job is self.move_job
+                           and self._on_move_failed(message))
+        self.move_job = job
+        job.start()
 
     def _on_moved(self, to_cpu: bool) -> None:
-        if self.lm is None:
-            return
         self.parking = "parked" if to_cpu else None
         if to_cpu:
             self._set_status("Generation paused: the model waits in main memory while "

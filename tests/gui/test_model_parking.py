@@ -118,3 +118,30 @@ def test_a_failed_move_asks_for_the_model_to_be_loaded_again(qtbot, window, load
     assert "Load it again" in queue.last_status and "illegal memory access" in queue.last_status
     window.reward_page.training_finished.emit()
     assert queue.parking is None
+
+
+def test_a_model_loaded_while_training_runs_waits_too(qtbot, window, loaded, moves,
+                                                       tiny_chat_model):
+    queue = loaded
+    window.reward_page.training_started.emit()
+    qtbot.waitUntil(lambda: queue.parking == "parked", timeout=60_000)
+    window._on_model_loaded(load_model(tiny_chat_model, device="cpu"))  # another model
+    assert queue.paused and window.judge_page.pause_button.isChecked()
+    qtbot.waitUntil(lambda: queue.parking == "parked" and len(moves) == 2, timeout=30_000)
+    assert not queue.busy
+    window.reward_page.training_finished.emit()
+    qtbot.waitUntil(lambda: queue.parking is None and not queue.paused, timeout=30_000)
+    assert [m[0] for m in moves] == [True, True, False]
+
+
+def test_a_model_replaced_while_it_moves_is_not_taken_for_the_new_one(qtbot, window, loaded,
+                                                                       moves, tiny_chat_model):
+    queue = loaded
+    qtbot.waitUntil(lambda: not queue.busy, timeout=60_000)
+    window.reward_page.training_started.emit()
+    window.reward_page.training_finished.emit()  # parking is still under way
+    assert queue.parking == "parking"
+    window._on_model_loaded(load_model(tiny_chat_model, device="cpu"))
+    qtbot.wait(600)  # the old move's result arrives now, and must change nothing
+    assert queue.parking is None and not queue.paused and not queue._after_unpark
+    assert not window.judge_page.pause_button.isChecked()
