@@ -217,7 +217,11 @@ class Playground:
     def detach_reward(self) -> None:
         if self.reward_folder is None:
             return
-        self.model.delete_adapter(REWARD_ADAPTER)
+        if self.policies:
+            self.model.delete_adapter(REWARD_ADAPTER)
+        else:
+            # peft cannot run a model left with no adapter at all: back to the bare base.
+            self.lm.model = self.model.unload()
         self.reward_folder = self.reward_scorer = None
         self._layers = tuner_layers(self.model)
 

@@ -279,6 +279,13 @@ def test_an_attached_reward_model_scores_as_it_does_on_its_own_and_changes_no_re
     other.detach_reward()
     assert other.reward_scorer is None
     assert tokens(other.stream_pair("Paris is", CFG, seed=4)) == alone
+    # Detached again from a base that carries nothing else: the bare base, as before.
+    bare = Playground.load(base_dir, device="cpu")
+    bare.attach_reward(adapters["reward"])
+    bare.detach_reward()
+    assert bare.stream("Paris is", "base", CFG, seed=4).tokens == before.tokens
+    bare.add_policy(adapters["policy"])
+    assert tokens(bare.stream_pair("Paris is", CFG, seed=4)) == alone
     with pytest.raises(PlaygroundError, match="No tuned policy"):
         playground_without_policy = Playground.load(base_dir, device="cpu")
         playground_without_policy.attach_reward(adapters["reward"])
