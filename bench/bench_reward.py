@@ -190,7 +190,9 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--seeds", type=int, default=3)
+    # Ten seeds: fewer cannot tell a one-pair difference from initialisation noise (30 seeds
+    # measured on 2026-11-25: ours - TRL = -0.004 +- 0.006, ahead on 11, behind on 16, 3 ties).
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--skip-trl", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
