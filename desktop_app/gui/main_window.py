@@ -142,14 +142,16 @@ class MainWindow(QMainWindow):
     def _on_training_started(self) -> None:
         # Sampling and training would fight over the same cores (or GPU memory): generation
         # waits while a training run is going, and picks up again after it. On a GPU the
-        # generation model's weights wait in main memory, and the playground's models (a cache,
-        # loaded again on its next run) are freed, so training has the GPU's memory.
+        # generation model's weights wait in main memory, and the models the playground and the
+        # reward inspector keep as caches (loaded again when next used) are freed, so training
+        # has the GPU's memory.
         if not self._training:
             self._paused_for_training = not self.judge_page.queue.paused
         self._training += 1
         self.judge_page.set_generation_paused(True)
         self.judge_page.queue.park()
         self.playground_page.free_gpu_memory()
+        self.reward_page.free_gpu_memory()
 
     def _on_training_finished(self) -> None:
         self._training = max(0, self._training - 1)

@@ -353,5 +353,17 @@ class RewardPage(TrainingRun, QWidget):
         acc = f"{result.val_accuracy:.3f}" if result.val_accuracy is not None else "–"
         return f"validation accuracy {acc}. Adapter saved to {result.artifact}"
 
+    def free_gpu_memory(self) -> None:
+        """A training job is starting: drop the inspector's reward model if it sits on a GPU
+        (it is a cache; the next score loads it again). Not while it is scoring."""
+        if self.inspect_job is not None and self.inspect_job.running:
+            return
+        if any(not s.device.device.startswith("cpu") for s in self._scorers.values()):
+            from ..ml.model_loader import free_memory
+
+            device = next(iter(self._scorers.values())).device
+            self._scorers.clear()
+            free_memory(device)
+
     def shutdown(self) -> None:
         self._stop_jobs(self.job, self.inspect_job)

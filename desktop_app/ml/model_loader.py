@@ -102,7 +102,7 @@ def load_model(path: str | Path, device: str = "auto", dtype: str = "auto",
         model = _guard(folder, f"the model onto {choice.device}", lambda: model.to(choice.device))
     except ModelLoadError:
         del model
-        _free_memory(choice)
+        free_memory(choice)
         raise
     model.eval()
     _ensure_pad_token(folder, tokenizer, model)
@@ -199,10 +199,11 @@ def move_weights(lm: LoadedModel, to_cpu: bool) -> None:
     """Move a loaded model's weights to main memory (``to_cpu``), making room on the GPU for a
     training job, or back to its own device. Nothing may use the model meanwhile."""
     lm.model.to("cpu" if to_cpu else lm.device.device)
-    _free_memory(lm.device)
+    free_memory(lm.device)
 
 
-def _free_memory(choice: DeviceChoice) -> None:
+def free_memory(choice: DeviceChoice) -> None:
+    """Give memory that dropped models held back: Python's garbage, then the GPU's cache."""
     gc.collect()
     if choice.device.startswith("cuda"):
         torch.cuda.empty_cache()

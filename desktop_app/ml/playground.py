@@ -25,7 +25,6 @@ is exactly what the annotation sampler (``sampling.sample_batch``) draws for tha
 from __future__ import annotations
 
 import contextlib
-import gc
 import inspect
 import time
 import warnings
@@ -38,7 +37,7 @@ import torch
 from ..core.config import SamplingConfig
 from ..core.events import Emit, Progress, StopToken, ignore
 from .lora_switch import only_adapter, tuner_layers
-from .model_loader import LoadedModel, _first_line, load_model
+from .model_loader import LoadedModel, _first_line, free_memory, load_model
 from .reward_adapter import AdapterError, attach_reward
 from .sampling import PromptInput, _prompt_budget, encode_prompt
 
@@ -289,7 +288,7 @@ class Playground:
 
     def close(self) -> None:
         """Drop the model; its memory is freed once nothing else holds it."""
-        device = self.lm.device.device
+        device = self.lm.device
         self.lm.model = None
         self._layers = []
         self.policies.clear()
@@ -488,7 +487,7 @@ class PlaygroundSession:
 
     def release_reward(self) -> None:
         if self.scorer is not None:
-            device = self.scorer.device.device
+            device = self.scorer.device
             if self.shared_reward and self.playground is not None:
                 self.playground.detach_reward()
             self.scorer = None
@@ -518,8 +517,3 @@ def _same_folder(a: str | Path | None, b: str | Path | None) -> bool:
     except OSError:
         return False
 
-
-def free_memory(device: str) -> None:
-    gc.collect()
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.empty_cache()

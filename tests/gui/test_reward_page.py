@@ -76,3 +76,22 @@ def test_too_few_judgments_disables_training(qtbot, window, store, tiny_chat_mod
     page.refresh()
     assert not page.train_button.isEnabled()
     assert "needs at least" in page.data_label.text()
+
+
+def test_training_frees_the_inspectors_model_only_when_it_sits_on_a_gpu(window):
+    from types import SimpleNamespace
+
+    from desktop_app.ml.device import DeviceChoice
+
+    page = window.reward_page
+    on_cpu = SimpleNamespace(device=DeviceChoice("cpu", "float32"))
+    page._scorers[1] = on_cpu
+    window.ppo_page.training_started.emit()
+    assert page._scorers == {1: on_cpu}  # main memory: kept, the next score is instant
+    window.ppo_page.training_finished.emit()
+
+    page._scorers.clear()
+    page._scorers[2] = SimpleNamespace(device=DeviceChoice("cuda", "bfloat16"))
+    window.ppo_page.training_started.emit()
+    assert page._scorers == {}  # a GPU: freed for training, loaded again when next used
+    window.ppo_page.training_finished.emit()
