@@ -86,7 +86,11 @@ class PairQueue(QObject):
 
     def top_up(self) -> None:
         """Start one more batch if the queue is short and nothing is running."""
-        if self.busy or self.paused or self.closed or self.parking is not None:
+        if self.busy or self.paused or self.closed:
+            return
+        if self.parking is not None:  # e.g. Resume pressed while training runs
+            self._set_status("The model waits in main memory until training ends; generation "
+                             "resumes then.")
             return
         if self.lm is None:
             self._set_status("No model loaded: open one on the Models page.")
@@ -165,6 +169,7 @@ class PairQueue(QObject):
             self._move(to_cpu=True)
         else:
             self._run_after_unpark()
+            self.top_up()  # resumed by hand while parked: it waited for this
 
     def _on_move_failed(self, message: str) -> None:
         # Where the weights are is no longer known: the model must be loaded again.

@@ -145,3 +145,17 @@ def test_a_model_replaced_while_it_moves_is_not_taken_for_the_new_one(qtbot, win
     qtbot.wait(600)  # the old move's result arrives now, and must change nothing
     assert queue.parking is None and not queue.paused and not queue._after_unpark
     assert not window.judge_page.pause_button.isChecked()
+
+
+def test_resume_pressed_while_parked_waits_for_the_weights(qtbot, window, loaded, moves, store):
+    queue = loaded
+    window.reward_page.training_started.emit()
+    qtbot.waitUntil(lambda: queue.parking == "parked", timeout=60_000)
+    window.judge_page.set_generation_paused(False)  # the person presses Resume
+    assert not queue.busy and "until training ends" in queue.last_status
+    # Make room in the queue, so that generation has work once the weights are back.
+    while (pair := store.next_pending()) is not None:
+        store.judge(pair.comparison_id, pair.choice_for_side("left"))
+    window.reward_page.training_finished.emit()
+    qtbot.waitUntil(lambda: queue.parking is None, timeout=30_000)
+    assert queue.busy or store.pending_count() > 0  # generating again
