@@ -5,19 +5,7 @@ import os
 import pytest
 
 from desktop_app.core.run_files import delete_run, describe_deletion, run_folders
-from desktop_app.core.store import GenerationIn, Store, StoreError
-from desktop_app.core.workspace import Workspace
-
-
-@pytest.fixture
-def workspace(tmp_path):
-    return Workspace.open(tmp_path / "ws")
-
-
-@pytest.fixture
-def store(workspace):
-    with Store(workspace.db_path) as s:
-        yield s
+from desktop_app.core.store import GenerationIn, StoreError
 
 
 def _finished(store, kind, **kw):

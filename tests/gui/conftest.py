@@ -4,9 +4,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
-from desktop_app.core.store import Store  # noqa: E402
-from desktop_app.core.workspace import Workspace  # noqa: E402
-
 LINES = ["Tell me about cats.", "Cats like to sleep in the sun.", "Write a poem about rain.",
          "Rain falls softly on the roof.", "How do I boil an egg?", "Put the egg in hot water."]
 
@@ -19,17 +16,6 @@ def tiny_chat_model(tmp_path_factory):
     tokenizer = train_tokenizer(LINES * 3, vocab_size=300, chat_template=True, pad_token=False)
     build_tiny_model("llama", tokenizer, path, hidden=32, heads=2)
     return path
-
-
-@pytest.fixture
-def workspace(tmp_path):
-    return Workspace.open(tmp_path / "ws")
-
-
-@pytest.fixture
-def store(workspace):
-    with Store(workspace.db_path) as s:
-        yield s
 
 
 @pytest.fixture
