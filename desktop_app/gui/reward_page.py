@@ -358,7 +358,7 @@ class RewardPage(TrainingRun, QWidget):
         (it is a cache; the next score loads it again). Not while it is scoring."""
         if self.inspect_job is not None and self.inspect_job.running:
             return
-        if any(not s.device.device.startswith("cpu") for s in self._scorers.values()):
+        if any(s.device.on_accelerator for s in self._scorers.values()):
             from ..ml.model_loader import free_memory
 
             device = next(iter(self._scorers.values())).device

@@ -30,6 +30,11 @@ class DeviceChoice:
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
 
+    @property
+    def on_accelerator(self) -> bool:
+        """Whether tensors here live in GPU (CUDA or MPS) memory rather than main memory."""
+        return not self.device.startswith("cpu")
+
     def label(self) -> str:
         """Short text for the status bar, e.g. "CUDA bf16" or "CUDA:1 fp16"."""
         return f"{self.device.upper()} {_DTYPE_LABELS[self.dtype]}"

@@ -192,7 +192,7 @@ def _first_line(exc: BaseException) -> str:
 
 def on_accelerator(lm: LoadedModel) -> bool:
     """Whether the model's weights live in GPU (CUDA or MPS) memory rather than main memory."""
-    return not lm.device.device.startswith("cpu")
+    return lm.device.on_accelerator
 
 
 def move_weights(lm: LoadedModel, to_cpu: bool) -> None:

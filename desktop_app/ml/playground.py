@@ -497,10 +497,10 @@ class PlaygroundSession:
 
     def on_accelerator(self) -> bool:
         """Whether any model this session holds is on a GPU (CUDA or MPS)."""
-        devices = [self.playground.lm.device.device] if self.playground is not None else []
+        devices = [self.playground.lm.device] if self.playground is not None else []
         if self.scorer is not None:
-            devices.append(self.scorer.device.device)
-        return any(not d.startswith("cpu") for d in devices)
+            devices.append(self.scorer.device)
+        return any(d.on_accelerator for d in devices)
 
     def close(self) -> None:
         self.release_base()
