@@ -6,18 +6,21 @@ VENV   ?= .venv
 # machine pick the build for your accelerator, e.g.
 #   make run TORCH="torch --index-url https://download.pytorch.org/whl/cu128"
 TORCH  ?= torch==2.13.0
+# The exact versions the test suite passed with (torch aside: $(TORCH) picks the build). A
+# fresh clone installs exactly these, so it runs what was tested; `make lock` refreshes them.
+LOCK    = constraints.txt
 BIN     = $(VENV)/bin
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 
-.PHONY: setup run test bench bench-reward bench-ppo bench-playground screenshot package clean
+.PHONY: setup run test lock bench bench-reward bench-ppo bench-playground screenshot package clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[test]"
 	touch $@
 
 # Builds the demo workspace the first time (a small model trained on CPU), then opens the GUI.
@@ -26,6 +29,23 @@ run: setup
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+# Refresh constraints.txt on purpose: resolve today's releases within pyproject's ranges in a
+# scratch venv, write them down, then rebuild .venv from the new lock and run the whole suite.
+# Commit the new constraints.txt only if the suite passed.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet $(TORCH)
+	.lock-venv/bin/python -m pip install --quiet ".[test]"
+	{ echo "# Exact versions the suite passed with; written by 'make lock' (Python"; \
+	  echo "# $$(.lock-venv/bin/python -c 'import platform; print(platform.python_version())'),"\
+	       "$$(uname -sm), $$(date -u +%Y-%m-%d)). torch is not here: TORCH= picks its build."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable \
+	    | grep -viE '^(rlhf-desk|torch|triton|nvidia-)' ; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .lock-venv $(VENV)
+	$(MAKE) test
 
 bench: setup
 	$(BIN)/python bench/bench_pairs.py

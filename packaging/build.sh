@@ -32,7 +32,8 @@ if [ -e "$VENV/Scripts/python.exe" ]; then PY="$VENV/Scripts/python.exe"; else P
 # $TORCH is word-split on purpose: it may carry pip options such as --index-url.
 # shellcheck disable=SC2086
 "$PY" -m pip install --quiet $TORCH
-"$PY" -m pip install --quiet . "$PYINSTALLER"
+# constraints.txt: the versions the test suite passed with (see the Makefile's lock target).
+"$PY" -m pip install --quiet -c constraints.txt . "$PYINSTALLER"
 "$PY" -c "import torch, transformers, peft, PySide6, PyInstaller; print('torch', torch.__version__, \
 '| transformers', transformers.__version__, '| peft', peft.__version__, '| PySide6', \
 PySide6.__version__, '| PyInstaller', PyInstaller.__version__)"
