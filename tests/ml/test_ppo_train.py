@@ -1,97 +1,47 @@
 """PPO end to end on a tiny model with a synthetic preference: the annotator prefers responses
-that say "cat". Judgments on the base model's own samples -> reward model -> PPO, and the
-policy's reward-model score rises while KL stays finite; the tuned policy says "cat" more often
-than the base. Also cancel + resume, guard rails, metrics, the artifact in plain peft."""
+that say "cat" (tests/ml/marker_task.py). Judgments on the base model's own samples -> reward
+model -> PPO; the tuned policy beats the base model, measured in the same test on the same
+prompts with the same sampling seed, while KL stays finite. Also cancel + resume, guard rails,
+metrics, the artifact in plain peft."""
 
 from __future__ import annotations
 
 import json
 import math
-import random
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from marker_task import PPO, build_task, compare_with_base, run_ppo
 from safetensors.torch import load_file
 
-from desktop_app.core.config import PPOConfig, RewardConfig, SamplingConfig
+from desktop_app.core.config import PPOConfig
 from desktop_app.core.events import Log, Metric, Progress, StopToken
-from desktop_app.core.store import GenerationIn, Store
+from desktop_app.core.store import Store
 from desktop_app.core.workspace import Workspace
 from desktop_app.ml import ppo_train
-from desktop_app.ml.model_loader import load_model
 from desktop_app.ml.ppo_train import METRICS, PPOTrainingError, Samples, train_ppo
-from desktop_app.ml.reward_train import train_reward_model
-from desktop_app.ml.sampling import PromptInput, sample_batch
-from desktop_app.ml.tiny_models import build_tiny_model, train_causal_lm, train_tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
-
-WORDS = "the cat sat on mat and looked at rain a dog ran in park red ball".split()
-MARK = "cat"
-REWARD = dict(epochs=4.0, lr=1e-2, batch_size=8, lora_r=8, lora_alpha=16, max_length=64,
-              eval_every=100, log_every=5, val_fraction=0.2, warmup_ratio=0.1, min_pairs=16)
-PPO = dict(steps=40, batch_size=16, mini_batch_size=8, ppo_epochs=4, lr=5e-3, max_new_tokens=10,
-           kl_coef=0.05, lora_r=8, lora_alpha=16, sample_every=10, score_clip=3.0,
-           missing_eos_penalty=0.0, checkpoint_every=1000)
-SAMPLING = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=10)
-
-
-def marker_rate(lm, n: int = 64) -> float:
-    prompts = [PromptInput(i, f"Question {i}: tell me about the dog") for i in range(n)]
-    rows = sample_batch(lm, prompts, 1, SAMPLING, seed=123)
-    return sum(MARK in r[0].text for r in rows) / n
 
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
-    """A tiny GPT-2 taught to babble the words above (so it says "cat" now and then), and a
-    workspace where pairs of its own samples were judged: the response with "cat" wins."""
-    root = tmp_path_factory.mktemp("ppo")
-    rng = random.Random(0)
-    corpus = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 6))) for _ in range(400)]
-    tokenizer = train_tokenizer(corpus, vocab_size=300)
-    model = build_tiny_model("gpt2", tokenizer, None, hidden=32, heads=2)
-    # Lightly trained on purpose: on a base trained for 200 steps the reward model barely
-    # learnt the marker (validation accuracy 0.47-0.68 over seeds, with today's packages);
-    # after 60 steps it learns it for every seed tried (0, 1, 2).
-    train_causal_lm(model, tokenizer, corpus, seconds=1e9, max_steps=60, seq_len=64, lr=1e-2)
-    base = root / "base"
-    model.save_pretrained(base)
-    tokenizer.save_pretrained(base)
-
-    ws = Workspace.open(root / "ws")
-    base_lm = load_model(base, device="cpu")
-    others = [w for w in WORDS if w != MARK]
-
-    def with_marker(text: str) -> str:
-        words = [MARK if rng.random() < 0.5 else w for w in (text.split() or ["x"])]
-        words[rng.randrange(len(words))] = MARK
-        return " ".join(words)
-
-    with Store(ws.db_path) as store:
-        store.add_prompts([f"Question {i}: tell me about the {rng.choice(others)}"
-                           for i in range(60)])
-        rows = store.list_prompts()
-        samples = sample_batch(base_lm, [PromptInput(r["id"], r["text"]) for r in rows], 4,
-                               SAMPLING, seed=7)
-        pairs = [(r["id"], GenerationIn(with_marker(a.text), "m"), GenerationIn(b.text, "m"))
-                 for r, s in zip(rows, samples) for a, b in ((s[0], s[1]), (s[2], s[3]))
-                 if MARK not in b.text]
-        for cid in store.add_pairs(pairs, rng=random.Random(0)):
-            store.judge(cid, "a")
-    reward = train_reward_model(ws, RewardConfig(**REWARD), base_model=str(base))
-    assert reward.status == "completed" and reward.val_accuracy >= 0.7
-    return {"ws": ws, "base": base, "reward": reward, "base_rate": marker_rate(base_lm)}
+    """The base model, a workspace of judged pairs and a trained reward model (seed 0)."""
+    return build_task(tmp_path_factory.mktemp("ppo"), seed=0)
 
 
 @pytest.fixture(scope="module")
 def run(task):
     events = []
-    result = train_ppo(task["ws"], PPOConfig(**PPO), base_model=str(task["base"]),
-                       reward_run_id=task["reward"].run_id, emit=events.append)
+    result = run_ppo(task, emit=events.append)
     return {"result": result, "events": events}
+
+
+@pytest.fixture(scope="module")
+def versus_base(task, run):
+    return compare_with_base(task, run["result"].artifact)
 
 
 def series(events, name):
@@ -99,36 +49,45 @@ def series(events, name):
 
 
 # ---- learning ------------------------------------------------------------------------------
+# Thresholds from `bench/learning_spread.py ppo --seeds 20` with the packages of constraints.txt
+# (2026-12-01, 2-core CPU), tuned policy minus base on the same 64 prompts and sampling seed:
+#   reward model validation accuracy   mean 0.998  sd 0.009  min 0.958    threshold 0.9
+#   reward-model score gain (in sd)    mean 2.03   sd 0.45   min 0.79     threshold 0.4
+#   "cat" rate gain                    mean 0.198  sd 0.047  min 0.109    threshold 0.05
+#   largest KL per response            mean 30.3   sd 5.8    max 41.3     limit 200 (marker_task)
+# Each threshold sits well below the worst seed and well above "did not learn" (gains of 0,
+# accuracy 0.5), so a release that makes learning faster or slower does not move the verdict.
+# (With the earlier task, a base trained at lr 1e-2 and PPO at lr 5e-3 with 16 rollouts a
+# step, 4 of 9 seeds did not learn at all: the reward model or PPO failed outright.)
+SCORE_GAIN, RATE_GAIN = 0.4, 0.05
 
-def test_reward_model_score_rises_while_kl_stays_finite(run):
+def test_the_reward_model_learnt_the_preference(task):
+    assert task["reward"].status == "completed"
+    assert task["reward"].val_accuracy >= 0.9
+
+
+def test_the_tuned_policy_scores_above_the_base_while_kl_stays_finite(run, versus_base):
     result, events = run["result"], run["events"]
     assert result.status == "completed" and result.error is None
     assert result.step == result.total_steps == 40
+    gain = versus_base["tuned_score"] - versus_base["base_score"]
+    print(f"\nreward-model score (normalised): base {versus_base['base_score']:.3f}, tuned "
+          f"{versus_base['tuned_score']:.3f}, gain {gain:.3f}")
+    assert gain > SCORE_GAIN
+    kl = series(events, "objective/kl")
+    assert all(math.isfinite(k) for k in kl) and max(kl) < PPO["max_kl"]
+    assert kl[0] == pytest.approx(0.0, abs=1e-5)  # the first rollout is the reference's own
+    assert result.kl == pytest.approx(kl[-1])
     scores = series(events, "objective/scores")
     assert len(scores) == 40
     assert result.score_first == pytest.approx(sum(scores[:4]) / 4)
     assert result.score_last == pytest.approx(sum(scores[-4:]) / 4)
-    # Clearly up: the last quarter beats the first quarter by a good share of a standard
-    # deviation of the reward model's scores (they are normalised).
-    assert sum(scores[-10:]) / 10 > sum(scores[:10]) / 10 + 0.25
-    assert result.score_last > result.score_first
-    kl = series(events, "objective/kl")
-    assert all(math.isfinite(k) for k in kl) and max(kl) < PPOConfig().max_kl
-    assert kl[0] == pytest.approx(0.0, abs=1e-5)  # the first rollout is the reference's own
-    assert result.kl == pytest.approx(kl[-1])
-    print(f"\nPPO: score {result.score_first:.3f} -> {result.score_last:.3f}, first/last 10 "
-          f"{sum(scores[:10]) / 10:.3f} -> {sum(scores[-10:]) / 10:.3f}, KL {result.kl:.3f} "
-          f"(max {max(kl):.3f})")
 
 
-def test_tuned_policy_says_the_preferred_word_more_often_than_the_base(task, run):
-    from peft import PeftModel
-
-    lm = load_model(task["base"], device="cpu")
-    lm.model = PeftModel.from_pretrained(lm.model, run["result"].artifact).eval()
-    tuned = marker_rate(lm)
-    print(f"\nmarker rate: base {task['base_rate']:.3f}, tuned {tuned:.3f}")
-    assert tuned > task["base_rate"] + 0.05, (tuned, task["base_rate"])
+def test_the_tuned_policy_says_the_preferred_word_more_often_than_the_base(versus_base):
+    print(f"\nmarker rate: base {versus_base['base_rate']:.3f}, tuned "
+          f"{versus_base['tuned_rate']:.3f}")
+    assert versus_base["tuned_rate"] > versus_base["base_rate"] + RATE_GAIN
 
 
 # ---- records -------------------------------------------------------------------------------

@@ -40,8 +40,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:Futu
 
 WORDS = "the cat sat on mat and looked at rain a dog ran in park red ball".split()
 
-# Small and fast: 60 prompts, ~100 training pairs, ~40 steps in about a second on a CPU.
-FAST = dict(epochs=3.0, lr=1e-2, batch_size=8, lora_r=8, lora_alpha=16, max_length=64,
+# Small and fast: 60 prompts, ~100 training pairs, ~65 steps in about a second on a CPU.
+# 5 epochs, not 3: at 3, one seed in 20 of the GPT-2 without a pad token ended at accuracy 0.58
+# (bench/learning_spread.py reward; its figures are at test_learns_the_synthetic_preference...).
+FAST = dict(epochs=5.0, lr=1e-2, batch_size=8, lora_r=8, lora_alpha=16, max_length=64,
             eval_every=10, log_every=5, val_fraction=0.2, warmup_ratio=0.1, min_pairs=16)
 
 DETERMINISTIC = {"train/loss", "train/accuracy", "train/margin", "train/reward_mean",
@@ -101,12 +103,17 @@ def trained(request, tmp_path_factory):
 
 # ---- learning ------------------------------------------------------------------------------
 
+# `bench/learning_spread.py reward --seeds 20`, packages of constraints.txt (2026-12-01), against
+# chance (0.5) and the loss of rewards that cannot tell (log 2 = 0.693):
+#   validation accuracy  GPT-2 mean 0.985 sd 0.039 min 0.875; Llama 0.992 / 0.022 / 0.917;
+#                        GPT-2 without pad 0.996 / 0.013 / 0.958              threshold 0.75
+#   validation loss      worst seed of any model 0.526                         threshold log 2
 def test_learns_the_synthetic_preference_on_held_out_prompts(trained):
     result = trained["result"]
     assert result.status == "completed" and result.error is None
     split = Split.load(trained["ws"].runs_dir / f"{result.run_id:04d}-reward" / "split.json")
-    assert result.step == result.total_steps == 3 * math.ceil(len(split.train_ids) / 8)
-    assert result.val_accuracy >= 0.8
+    assert result.step == result.total_steps == FAST["epochs"] * math.ceil(len(split.train_ids) / 8)
+    assert result.val_accuracy >= 0.75
     assert result.val_loss < math.log(2)  # better than rewards that cannot tell
     assert result.samples_per_s > 0
 
@@ -172,7 +179,7 @@ def test_metrics_reach_the_charts_and_the_store(trained):
                 and e.message == "Training reward model"]
     assert [p.done for p in progress] == list(range(1, result.total_steps + 1))
     assert {"eta_s", "samples_per_s", "memory_gib", "epoch"} <= set(progress[-1].extra)
-    assert progress[-1].extra["epoch"] == pytest.approx(3.0)
+    assert progress[-1].extra["epoch"] == pytest.approx(FAST["epochs"])
     start = [e for e in events if isinstance(e, Log)][0].message
     assert "training pairs" in start and "ties" in start and "truncated" in start
 
