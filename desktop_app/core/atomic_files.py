@@ -31,9 +31,12 @@ def atomic_text_file(path: str | os.PathLike, newline: str = "\n") -> Iterator[I
         # the user saves, or as the file it replaces.
         os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+        if isinstance(exc, OSError) and exc.errno and exc.filename in (None, temporary):
+            # Name the file the user asked for, not the temporary one (a full disk, say).
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     _sync_folder(path.parent)
 

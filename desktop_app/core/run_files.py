@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import human_bytes as human_size
 from .store import Store, StoreError
 
 __all__ = ["RunDeletion", "delete_run", "describe_deletion", "folder_size", "human_size",
@@ -131,12 +132,3 @@ def delete_run(store: Store, runs_dir: str | os.PathLike, run_id: int) -> RunDel
         except OSError as exc:
             plan.failed.append((folder, exc.strerror or str(exc)))
     return plan
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{int(size)} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"  # pragma: no cover

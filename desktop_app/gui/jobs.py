@@ -21,17 +21,24 @@ JobFn = Callable[[Callable[[Any], None], StopToken], Any]
 
 
 def friendly_error(exc: BaseException) -> str:
-    """One sentence for the user; our own error types already carry one."""
+    """One sentence for the user; our own error types already carry one, and failures of the
+    disk or the operating system get one from ``core.errors``."""
+    from ..core.errors import explain
+    outside = explain(exc)
+    if outside is not None:
+        return outside
     text = str(exc).strip()
     if type(exc).__name__ in {"ModelLoadError", "ModelFolderError", "StoreError", "FormatError",
                               "WorkspaceError", "ValueError", "RewardTrainingError",
                               "RewardModelError", "PPOTrainingError", "EvaluationError",
-                              "PlaygroundError", "UncertaintyError"} and text:
+                              "PlaygroundError", "UncertaintyError", "DatabaseUnavailable",
+                              "RunBusy"} and text:
         return text.splitlines()[0]
     if "out of memory" in text.lower():
         return ("The device ran out of memory. Try a smaller batch size, fewer new tokens, "
                 "a smaller dtype, or a smaller model.")
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else 'unexpected error'}"
+    return (f"Unexpected error ({type(exc).__name__}: "
+            f"{text.splitlines()[0] if text else 'no details'}).")
 
 
 class _Runner(QObject):
