@@ -1,6 +1,7 @@
 """The headless CLI: same functions as the GUI, JSON on the last stdout line, one-line errors."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -192,8 +193,11 @@ def test_runs_delete_removes_rows_and_folder(capsys, tmp_path):
     folder = workspace.runs_dir / f"{reward:04d}-reward"
     code, _, err = run(capsys, "--workspace", ws, "runs", "delete", str(reward))
     assert code == 1 and str(folder) in err and folder.is_dir()   # not without --yes
-    code, _, err = run(capsys, "--workspace", ws, "runs", "delete", str(ppo), "--yes")
-    assert code == 1 and "still running" in err                   # the PPO run never finished
+    with Store(workspace.db_path) as owner:  # a live process still running the PPO run
+        owner.reopen_run(ppo)
+        code, _, err = run(capsys, "--workspace", ws, "runs", "delete", str(ppo), "--yes")
+        assert code == 1 and f"still running in process {os.getpid()}" in err
+        owner.finish_run(ppo, "cancelled")
     code, out, err = run(capsys, "--workspace", ws, "runs", "delete", str(reward), "--yes",
                          "--json")
     assert code == 0, err

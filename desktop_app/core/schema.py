@@ -83,6 +83,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE comparisons ADD COLUMN margin REAL;
     CREATE INDEX comparisons_eval ON comparisons(eval_run_id, choice);
     """,
+    # 3: prompts a generator is working on. Two generators on one workspace (two windows, a
+    # window and ``rlhf-desk generate``) claim prompts batch by batch, so they share the work
+    # instead of both answering the same prompts. A claim lapses when its run stops running.
+    # ``adapter`` is '' for none: NULL would make every claim distinct to the primary key.
+    """
+    CREATE TABLE prompt_claims (
+        prompt_id INTEGER NOT NULL REFERENCES prompts(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        adapter TEXT NOT NULL DEFAULT '',
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        claimed_at TEXT NOT NULL,
+        PRIMARY KEY (prompt_id, model, adapter)
+    );
+    CREATE INDEX prompt_claims_run ON prompt_claims(run_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,6 +8,7 @@ returns, so a judgment that returned is a judgment kept, even across a power cut
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sqlite3
@@ -20,13 +21,66 @@ from typing import Any, Iterable, Iterator
 import sqlite_utils
 
 from . import run_locks
+from .errors import sqlite_message
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 CHOICES = ("a", "b", "tie", "both_bad", "skip")
+# Run statuses: running, completed, failed, cancelled, judging (a blind evaluation waiting for
+# the person), interrupted (its process died: kill -9, power loss, a full disk).
+RESUMABLE = ("cancelled", "failed", "interrupted")  # given a checkpoint, these can go on
+INTERRUPTED = "interrupted: its process stopped before the run finished"
 
 
 class StoreError(Exception):
     """A store operation that cannot be done as asked (the message says why)."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database file could not be read or written (full disk, read-only, I/O error,
+    busy): the message says which and what to do. Nothing committed is lost."""
+
+
+class RunBusy(StoreError):
+    """The run is being run by another live process."""
+
+
+def _connection_for(path: Path) -> type[sqlite3.Connection]:
+    """A connection class whose failures of the file itself (disk full, I/O, read-only,
+    locked) raise ``DatabaseUnavailable`` with a sentence naming ``path``, wherever in the
+    store or in sqlite-utils they happen. Constraint errors stay sqlite3's own."""
+
+    def translated(call, *args):
+        try:
+            return call(*args)
+        except sqlite3.OperationalError as exc:
+            if _is_file_problem(exc):
+                raise DatabaseUnavailable(sqlite_message(exc, path)) from exc
+            raise
+
+    class Connection(sqlite3.Connection):
+        def execute(self, *args):
+            return translated(super().execute, *args)
+
+        def executemany(self, *args):
+            return translated(super().executemany, *args)
+
+        def executescript(self, *args):
+            return translated(super().executescript, *args)
+
+        def commit(self):
+            return translated(super().commit)
+
+    return Connection
+
+
+# SQLITE_BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB: about the file, not
+# about the SQL.
+_FILE_PROBLEMS = {5, 6, 8, 10, 11, 13, 14, 26}
+
+
+def _is_file_problem(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in _FILE_PROBLEMS
 
 
 def now_iso() -> str:
@@ -98,9 +152,10 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
-            conn = sqlite3.connect(str(self.path), timeout=30)
+            conn = sqlite3.connect(str(self.path), timeout=30,
+                                   factory=_connection_for(self.path))
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open database {self.path}: {exc}") from None
+            raise DatabaseUnavailable(sqlite_message(exc, self.path)) from None
         self.db = sqlite_utils.Database(conn, execute_plugins=False)
         self._run_locks: dict[int, int] = {}  # run id -> fd holding its lock (run_locks)
         try:
@@ -108,7 +163,10 @@ class Store:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StoreError(f"{self.path} is not a usable RLHF Desk database: {exc}") from None
+            raise DatabaseUnavailable(sqlite_message(exc, self.path)) from None
+        except StoreError:
+            conn.close()
+            raise
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -171,10 +229,14 @@ class Store:
                 text = text.strip()
                 if not text:
                     raise StoreError("a prompt cannot be empty")
-                cursor = self.db.execute(
-                    "INSERT OR IGNORE INTO prompts (text, messages, source, created_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    [text, json.dumps(messages) if messages else None, source, created])
+                try:
+                    cursor = self.db.execute(
+                        "INSERT OR IGNORE INTO prompts (text, messages, source, created_at) "
+                        "VALUES (?, ?, ?, ?)",
+                        [text, json.dumps(messages) if messages else None, source, created])
+                except UnicodeEncodeError:  # a lone surrogate: not text SQLite can hold
+                    raise StoreError("a prompt holds an invalid character (a lone UTF-16 "
+                                     "surrogate) and cannot be stored") from None
                 if cursor.rowcount:
                     added += 1
                     ids.append(cursor.lastrowid)
@@ -234,12 +296,17 @@ class Store:
             ids).fetchone()[0]
 
     def prompts_without_pairs(self, limit: int, exclude: Iterable[int] = (), *,
-                              model: str | None = None, adapter: str | None = None) -> list[dict]:
+                              model: str | None = None, adapter: str | None = None,
+                              unclaimed: bool = False, claimant: int | None = None) -> list[dict]:
         """The oldest prompts with no comparison yet: the next ones to generate for.
 
         With ``model``, "yet" means from that model and adapter: a tuned policy (the next
         round) generates pairs for prompts that only the base model has answered so far.
-        Held-out prompts never get training pairs, and evaluation pairs do not count."""
+        Held-out prompts never get training pairs, and evaluation pairs do not count.
+        ``unclaimed`` (with ``model``) leaves out prompts another running generator has
+        claimed for the same model and adapter (``claim_prompts``), except ``claimant``'s."""
+        if limit < 1:
+            return []  # SQLite reads LIMIT -1 as "no limit"
         excluded = list(exclude)
         not_in = f"AND p.id NOT IN ({','.join('?' * len(excluded))})" if excluded else ""
         if model is None:
@@ -251,13 +318,49 @@ class Store:
                       "WHERE c.prompt_id = p.id AND c.eval_run_id IS NULL "
                       "AND g.model = ? AND g.adapter IS ?")
             params = [model, adapter]
+        claimed = ""
+        if unclaimed and model is not None:
+            claimed = ("AND NOT EXISTS (SELECT 1 FROM prompt_claims pc JOIN runs r "
+                       "ON r.id = pc.run_id WHERE pc.prompt_id = p.id AND pc.model = ? "
+                       "AND pc.adapter = ? AND r.status = 'running' AND pc.run_id IS NOT ?) ")
+            params += [model, adapter or "", claimant]
         rows = self._rows(
             f"SELECT p.id, p.text, p.messages FROM prompts p WHERE p.held_out = 0 "
-            f"AND NOT EXISTS ({exists}) "
+            f"AND NOT EXISTS ({exists}) {claimed}"
             f"{not_in} ORDER BY p.id LIMIT ?", [*params, *excluded, limit])
         for row in rows:
             row["messages"] = _messages(row["messages"])
         return rows
+
+    def claim_prompts(self, limit: int, *, model: str, adapter: str | None,
+                      run_id: int | None) -> list[dict]:
+        """Up to ``limit`` prompts without a pair from ``model`` + ``adapter`` that no other
+        running generator has claimed, claimed for generate run ``run_id`` in one write
+        transaction: two generators never get the same prompt. Claims lapse when their run
+        stops running (finished, or its process died); ``run_id`` None claims nothing."""
+        self.mark_interrupted_runs()  # the claims of a generator that died lapse now
+        with self._write_transaction():
+            rows = self.prompts_without_pairs(limit, model=model, adapter=adapter,
+                                              unclaimed=True, claimant=run_id)
+            if run_id is not None and rows:
+                self.db.conn.executemany(
+                    "INSERT OR REPLACE INTO prompt_claims (prompt_id, model, adapter, run_id, "
+                    "claimed_at) VALUES (?, ?, ?, ?, ?)",
+                    [(r["id"], model, adapter or "", run_id, now_iso()) for r in rows])
+        return rows
+
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[None]:
+        """A transaction that takes the write lock at once (BEGIN IMMEDIATE), so what it reads
+        cannot change before it writes: the read-then-claim of ``claim_prompts``."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     # -- pairs and judgments -------------------------------------------------------------
 
@@ -542,20 +645,33 @@ class Store:
     # -- runs and metrics ------------------------------------------------------------------
 
     def create_run(self, kind: str, config: dict, parent_run_id: int | None = None) -> int:
+        try:
+            stored = json.dumps(config, allow_nan=False)
+        except ValueError:  # configs are validated before this; NaN must never get stored
+            raise StoreError(f"the configuration of the new {kind} run holds a number that is "
+                             "not finite (NaN or infinity)") from None
         with self.db.atomic():
             cursor = self.db.execute(
                 "INSERT INTO runs (kind, config, status, parent_run_id, created_at) "
-                "VALUES (?, ?, 'running', ?, ?)",
-                [kind, json.dumps(config), parent_run_id, now_iso()])
-        self._hold_run_lock(cursor.lastrowid)
+                "VALUES (?, ?, 'running', ?, ?)", [kind, stored, parent_run_id, now_iso()])
+            # Locked before the row is committed: no other process can see this run
+            # 'running' without its lock held, and take it for one whose process died.
+            self._hold_run_lock(cursor.lastrowid)
         return cursor.lastrowid
 
-    def _hold_run_lock(self, run_id: int) -> None:
-        """This process runs ``run_id`` until it finishes it or closes the store."""
-        if run_id not in self._run_locks:
-            fd = run_locks.acquire(run_locks.lock_path(self.path, run_id))
-            if fd is not None:
-                self._run_locks[run_id] = fd
+    def _hold_run_lock(self, run_id: int) -> bool:
+        """This process runs ``run_id`` until it finishes it or closes the store. False when
+        another live process holds the run."""
+        if run_id in self._run_locks:
+            return True
+        path = run_locks.lock_path(self.path, run_id)
+        fd = run_locks.acquire(path)
+        if fd is not None:
+            self._run_locks[run_id] = fd
+            return True
+        # Could not lock: either another process holds it, or locks cannot be made here
+        # (then, as before locks existed, nothing is refused).
+        return not run_locks.is_held(path)
 
     def _release_run_lock(self, run_id: int) -> None:
         fd = self._run_locks.pop(run_id, None)
@@ -568,14 +684,29 @@ class Store:
             self.db.execute(
                 "UPDATE runs SET status = ?, error = ?, artifact = COALESCE(?, artifact), "
                 "finished_at = ? WHERE id = ?", [status, error, artifact, now_iso(), run_id])
+            self.db.execute("DELETE FROM prompt_claims WHERE run_id = ?", [run_id])
         self._release_run_lock(run_id)
 
     def reopen_run(self, run_id: int) -> None:
-        """A resumed run is running again; metrics past its checkpoint are dropped by the caller."""
+        """A resumed run is running again; metrics past its checkpoint are dropped by the caller.
+        Raises ``RunBusy`` when another live process is still running it: two processes
+        writing one run's metrics and checkpoints would corrupt both."""
+        self.check_not_busy(run_id)
+        if not self._hold_run_lock(run_id):
+            self.check_not_busy(run_id)
         with self.db.atomic():
             self.db.execute("UPDATE runs SET status = 'running', error = NULL, finished_at = NULL "
                             "WHERE id = ?", [run_id])
-        self._hold_run_lock(run_id)
+
+    def check_not_busy(self, run_id: int) -> None:
+        """Raise ``RunBusy`` when a process other than this store's holds ``run_id``."""
+        if run_id in self._run_locks:
+            return
+        pid = run_locks.holder(run_locks.lock_path(self.path, run_id))
+        if pid is not None:
+            who = f"process {pid}" if pid else "another process"
+            raise RunBusy(f"Run {run_id} is still running in {who}. Wait for it to finish, or "
+                          "cancel it there, before resuming or deleting it.")
 
     def set_run_artifact(self, run_id: int, artifact: str) -> None:
         with self.db.atomic():
@@ -594,32 +725,53 @@ class Store:
         return {r["name"]: r["value"] for r in rows}
 
     def mark_interrupted_runs(self) -> int:
-        """Runs still 'running' when the app starts were cut off by a crash or a kill, unless
-        another live process holds their lock (a second window, a command-line run)."""
+        """Runs marked 'running' whose process died (kill -9, power loss, a full disk) become
+        'interrupted' (resumable where they kept a checkpoint). A run whose lock a live process
+        holds (a second window, a command-line run) is left alone. Every read of runs calls
+        this, so no reader ever sees a dead run as running."""
         running = [r["id"] for r in self._rows("SELECT id FROM runs WHERE status = 'running'")]
-        dead = [rid for rid in running
-                if not run_locks.is_held(run_locks.lock_path(self.path, rid))]
-        with self.db.atomic():
-            self.db.conn.executemany(
-                "UPDATE runs SET status = 'failed', error = 'interrupted: the app stopped before "
-                "the run finished', finished_at = ? WHERE id = ? AND status = 'running'",
-                [(now_iso(), rid) for rid in dead])
+        dead = [rid for rid in running if rid not in self._run_locks
+                and not run_locks.is_held(run_locks.lock_path(self.path, rid))]
+        if dead:
+            with self.db.atomic():
+                self.db.conn.executemany(
+                    "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? "
+                    "WHERE id = ? AND status = 'running'",
+                    [(INTERRUPTED, now_iso(), rid) for rid in dead])
         return len(dead)
+
+    def _settle(self, rows: list[dict]) -> list[dict]:
+        """Rows of runs as they really are: 'running' only while their process lives. Reading
+        must work on a full or read-only disk too, so a status that cannot be written back is
+        corrected in the rows returned."""
+        if not any(r["status"] == "running" and r["id"] not in self._run_locks for r in rows):
+            return rows
+        try:
+            self.mark_interrupted_runs()
+        except StoreError:
+            pass
+        for row in rows:
+            if row["status"] == "running" and row["id"] not in self._run_locks and not \
+                    run_locks.is_held(run_locks.lock_path(self.path, row["id"])):
+                row.update(status="interrupted", error=INTERRUPTED)
+        return rows
 
     def get_run(self, run_id: int) -> dict | None:
         row = self._one("SELECT * FROM runs WHERE id = ?", [run_id])
         if row:
+            self._settle([row])
             row["config"] = json.loads(row["config"])
         return row
 
     def list_runs(self) -> list[dict]:
-        rows = self._rows("SELECT * FROM runs ORDER BY id")
+        rows = self._settle(self._rows("SELECT * FROM runs ORDER BY id"))
         for row in rows:
             row["config"] = json.loads(row["config"])
         return rows
 
     def running_run_ids(self) -> set[int]:
-        return {r["id"] for r in self._rows("SELECT id FROM runs WHERE status = 'running'")}
+        rows = self._settle(self._rows("SELECT id, status FROM runs WHERE status = 'running'"))
+        return {r["id"] for r in rows if r["status"] == "running"}
 
     def delete_run(self, run_id: int, *, dry_run: bool = False) -> dict:
         """Delete a run from the database in one transaction; its folder is the caller's
@@ -633,6 +785,7 @@ class Store:
         if run is None:
             raise StoreError(f"there is no run {run_id}")
         if run["status"] == "running":
+            self.check_not_busy(run_id)
             raise StoreError(f"run {run_id} is still running: cancel it (or let it finish) "
                              "before deleting it")
         def count(sql: str) -> int:

@@ -99,9 +99,15 @@ class PairQueue(QObject):
         if pending >= self.target:
             self._set_status(self._rate_text(f"{pending} pairs ready."))
             return
-        if not self.store.prompts_without_pairs(1, model=self.lm.path, adapter=self.lm.adapter):
-            self._set_status("Every prompt has a pair from this model: add or import prompts, "
-                             "or load a tuned policy for the next round.")
+        model, adapter = self.lm.path, self.lm.adapter
+        if not self.store.prompts_without_pairs(1, model=model, adapter=adapter, unclaimed=True,
+                                                claimant=self.run_id):
+            if self.store.prompts_without_pairs(1, model=model, adapter=adapter):
+                self._set_status("Another generator (a second window, or rlhf-desk generate) "
+                                 "is answering the remaining prompts.")
+            else:
+                self._set_status("Every prompt has a pair from this model: add or import "
+                                 "prompts, or load a tuned policy for the next round.")
             return
         self._start_batch(self.cfg.batch_size)
 

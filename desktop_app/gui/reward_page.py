@@ -78,7 +78,7 @@ class RewardPage(TrainingRun, QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip(
-            "Continue the last cancelled or failed run from its checkpoint.")
+            "Continue the last cancelled, failed or interrupted run from its checkpoint.")
         self.resume_button.clicked.connect(self.resume_last)
 
         left = QWidget()

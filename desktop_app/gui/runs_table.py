@@ -19,7 +19,8 @@ COLUMNS = ("ID", "Kind", "Status", "Started", "Duration", "Result", "Parents")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ID_ROLE = Qt.ItemDataRole.UserRole + 2
 STATUS_COLOURS = {"running": "#2563eb", "completed": "#15803d", "failed": "#b91c1c",
-                  "cancelled": "#6b7280", "judging": "#b45309"}
+                  "cancelled": "#6b7280", "judging": "#b45309",
+                  "interrupted": "#c2410c"}
 KIND_LABELS = {"generate": "generate", "reward": "reward model", "ppo": "PPO", "eval": "evaluation"}
 
 

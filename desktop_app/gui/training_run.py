@@ -15,6 +15,7 @@ from typing import Callable
 from PySide6.QtWidgets import QLabel, QProgressBar
 
 from ..core.events import Log, Metric, Progress
+from ..core.store import RESUMABLE
 from .jobs import Job
 
 
@@ -65,7 +66,7 @@ class TrainingRun:
         for run in reversed(self.store.list_runs()):
             if run["kind"] == kind:
                 checkpoint = Path(run_dir_for(self.workspace, run["id"])) / "checkpoint"
-                if run["status"] in ("cancelled", "failed") and checkpoint.is_dir():
+                if run["status"] in RESUMABLE and checkpoint.is_dir():
                     return run
                 return None
         return None

@@ -55,29 +55,43 @@ def generate_pending_pairs(store: Store, lm: LoadedModel, cfg: SamplingConfig, *
                            emit: Emit = ignore, stop: StopToken | None = None,
                            rng: random.Random | None = None) -> GenerateReport:
     """Generate up to ``limit`` pairs for the oldest prompts without one from this model (and
-    adapter); store batch by batch."""
+    adapter); store batch by batch.
+
+    Each batch's prompts are claimed for ``run_id`` just before it is generated
+    (``Store.claim_prompts``), so generators running side by side on one workspace share the
+    prompts instead of answering the same ones twice."""
     cfg.validate()
     seed = secrets.randbits(31) if seed is None else seed
     rng = rng or random.Random(seed)
     report = GenerateReport(seed=seed)
-    rows = store.prompts_without_pairs(limit, model=lm.path, adapter=lm.adapter)
-    if not rows:
+    if limit < 1:
         return report
-    prompts = [PromptInput(r["id"], r["text"], r["messages"]) for r in rows]
+    total = min(limit, len(store.prompts_without_pairs(limit, model=lm.path, adapter=lm.adapter,
+                                                       unclaimed=True, claimant=run_id)))
     sampling = cfg.to_dict()
     start = time.perf_counter()
-    for batch in generate_pairs(lm, prompts, cfg, seed, emit=ignore, stop=stop):
-        store.add_pairs([(p.prompt_id, _generation(lm, p.a, sampling, run_id),
-                          _generation(lm, p.b, sampling, run_id, base_side=True))
-                         for p in batch],
-                        rng=rng, flags=["identical" if p.identical else None for p in batch])
-        report.pairs += len(batch)
-        report.identical += sum(p.identical for p in batch)
-        report.completion_tokens += sum(p.a.completion_tokens + p.b.completion_tokens
-                                        for p in batch)
-        report.seconds = time.perf_counter() - start
-        emit(Progress(report.pairs, len(prompts),
-                      f"Generated {report.pairs} of {len(prompts)} pairs",
-                      extra={"tokens_per_s": report.tokens_per_s, "pairs": report.pairs}))
+    batch_index = 0
+    while report.pairs < limit and not (stop is not None and stop.requested):
+        rows = store.claim_prompts(min(cfg.batch_size, limit - report.pairs), model=lm.path,
+                                   adapter=lm.adapter, run_id=run_id)
+        if not rows:
+            break
+        prompts = [PromptInput(r["id"], r["text"], r["messages"]) for r in rows]
+        for batch in generate_pairs(lm, prompts, cfg, seed, emit=ignore, stop=stop,
+                                    first_batch=batch_index):
+            store.add_pairs([(p.prompt_id, _generation(lm, p.a, sampling, run_id),
+                              _generation(lm, p.b, sampling, run_id, base_side=True))
+                             for p in batch],
+                            rng=rng, flags=["identical" if p.identical else None for p in batch])
+            report.pairs += len(batch)
+            report.identical += sum(p.identical for p in batch)
+            report.completion_tokens += sum(p.a.completion_tokens + p.b.completion_tokens
+                                            for p in batch)
+            report.seconds = time.perf_counter() - start
+            total = max(total, report.pairs)
+            emit(Progress(report.pairs, total,
+                          f"Generated {report.pairs} of {total} pairs",
+                          extra={"tokens_per_s": report.tokens_per_s, "pairs": report.pairs}))
+        batch_index += 1
     report.seconds = time.perf_counter() - start
     return report

@@ -43,14 +43,15 @@ from .model_loader import _first_line
 from .ppo_models import POLICY, VALUE, LoraSpec, PPOModelError, build_ppo_models
 from .reward_model import RewardModelError
 from .reward_train import RewardTrainingError, _precision
-from .sampling import PromptInput, derive_seed, encode_prompt, generate_tokens
+from .sampling import PromptInput, _prompt_budget, derive_seed, encode_prompt, generate_tokens
 from .training_support import (
     guarded,
     is_oom,
     memory_gib,
-    replace_folder,
+    remove_leftovers,
     rng_state,
     set_rng_state,
+    write_folder,
     write_json,
 )
 
@@ -147,6 +148,7 @@ class _Trainer:
             base_model = run["config"]["base_model"]
             reward_run_id = run["parent_run_id"]
             self.run_dir = run_dir_for(workspace, resume_run_id)
+            remove_leftovers(self.run_dir)  # of a save a crash cut short
             prompt_ids = _read_prompt_ids(self.run_dir, resume_run_id)
         else:
             _validate(cfg)
@@ -197,7 +199,12 @@ class _Trainer:
                        else None)
         self.kl_ctl = core.kl_controller(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
         tokenizer = self.models.tokenizer
-        self.prompt_tokens = {p.prompt_id: encode_prompt(tokenizer, p) for p in self.prompts}
+        try:
+            budget = _prompt_budget(self.models.base, cfg.max_new_tokens)
+        except ValueError as exc:  # max_new_tokens leaves no room for a prompt
+            raise PPOTrainingError(str(exc)) from exc
+        self.prompt_tokens = {p.prompt_id: encode_prompt(tokenizer, p, budget)
+                              for p in self.prompts}
         self.sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p,
                                        top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
                                        repetition_penalty=1.0, batch_size=cfg.batch_size)
@@ -456,23 +463,22 @@ class _Trainer:
     # ---- checkpoints and the end -------------------------------------------------------------
 
     def _save_checkpoint(self) -> None:
-        final, tmp = self.run_dir / "checkpoint", self.run_dir / "checkpoint.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.models.save_adapter(POLICY, tmp / "policy")
-        self.models.save_adapter(VALUE, tmp / "value")
-        torch.save(self.models.value_head.state_dict(), tmp / "value_head.pt")
-        torch.save({
-            "step": self.step,
-            "total_steps": self.total_steps,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler else None,
-            "kl_coef": self.kl_ctl.value,
-            "history": self.history,
-            "rng": rng_state(self.device),
-            "param_names": self.param_names,
-        }, tmp / "trainer_state.pt")
-        replace_folder(tmp, final)
+        def write(tmp: Path) -> None:
+            self.models.save_adapter(POLICY, tmp / "policy")
+            self.models.save_adapter(VALUE, tmp / "value")
+            torch.save(self.models.value_head.state_dict(), tmp / "value_head.pt")
+            torch.save({
+                "step": self.step,
+                "total_steps": self.total_steps,
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None,
+                "kl_coef": self.kl_ctl.value,
+                "history": self.history,
+                "rng": rng_state(self.device),
+                "param_names": self.param_names,
+            }, tmp / "trainer_state.pt")
+
+        write_folder(self.run_dir / "checkpoint", write)
 
     def _load_checkpoint(self, checkpoint: Path) -> None:
         try:
@@ -507,10 +513,8 @@ class _Trainer:
         return result
 
     def _finish(self) -> PPOResult:
-        policy, tmp = self.run_dir / "policy", self.run_dir / "policy.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.models.save_adapter(POLICY, tmp, tokenizer=True)
-        replace_folder(tmp, policy)
+        policy = self.run_dir / "policy"
+        write_folder(policy, lambda tmp: self.models.save_adapter(POLICY, tmp, tokenizer=True))
         shutil.rmtree(self.run_dir / "checkpoint", ignore_errors=True)
         self.store.finish_run(self.run_id, "completed", artifact=str(policy))
         self.emit(Progress(self.step, self.total_steps, "PPO finished"))
@@ -625,6 +629,7 @@ def _resumable(workspace, store: Store, run_id: int) -> tuple[dict, Path, PPOCon
         raise PPOTrainingError(f"There is no run {run_id} to resume.")
     if run["kind"] != KIND:
         raise PPOTrainingError(f"Run {run_id} is a {run['kind']} run, not a PPO run.")
+    store.check_not_busy(run_id)  # before any model is loaded: another process runs it
     if run["status"] == "completed":
         raise PPOTrainingError(f"Run {run_id} is already completed; start a new run instead.")
     checkpoint = None

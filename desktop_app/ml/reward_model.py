@@ -122,6 +122,7 @@ def build_reward_model(base_model: str | Path, tokenizer, device: DeviceChoice, 
                           lora_dropout=cfg.lora_dropout, target_modules=targets,
                           fan_in_fan_out=_is_conv1d(model, targets))
         model = get_peft_model(model, lora)
+    _dedupe_modules_to_save(model)
     _check_head_is_saved(model)
     return model.to(device.device)
 
@@ -294,6 +295,15 @@ def _is_conv1d(model, targets: list[str]) -> bool:
     hits = [m for name, m in model.named_modules()
             if any(name == t or name.endswith("." + t) for t in targets)]
     return bool(hits) and all(isinstance(m, Conv1D) for m in hits)
+
+
+def _dedupe_modules_to_save(model) -> None:
+    """peft adds its SEQ_CLS head names ("classifier", "score") to ``modules_to_save`` each time
+    an adapter is made or loaded, so every resume wrote a longer list into adapter_config.json.
+    Each name once, in its first place."""
+    for config in model.peft_config.values():
+        if getattr(config, "modules_to_save", None):
+            config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
 
 
 def _check_head_is_saved(model) -> None:

@@ -61,9 +61,10 @@ from .training_support import (
     guarded,
     is_oom,
     memory_gib,
-    replace_folder,
+    remove_leftovers,
     rng_state,
     set_rng_state,
+    write_folder,
     write_json,
 )
 
@@ -216,6 +217,7 @@ class _Trainer:
         if resume:
             run, checkpoint, cfg = _resumable(workspace, store, resume_run_id)
             self.run_dir = run_dir_for(workspace, resume_run_id)
+            remove_leftovers(self.run_dir)  # of a save a crash cut short
             train, val = _saved_split(store, self.run_dir, resume_run_id)
         else:
             check_reward_data(store, cfg)
@@ -471,23 +473,22 @@ class _Trainer:
     def _save_checkpoint(self, rng: dict) -> None:
         """Written to a temporary folder, then swapped in: a crash mid-write leaves the previous
         checkpoint (``_checkpoint_dir`` also finds it as checkpoint.old)."""
-        final, tmp = self.run_dir / "checkpoint", self.run_dir / "checkpoint.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.model.save_pretrained(tmp / "adapter")
-        torch.save({
-            "step": self.step,
-            "total_steps": self.total_steps,
-            "micro_batch": self.step * self.cfg.grad_accum,
-            "epoch": self.step * self.cfg.grad_accum / self.batches_per_epoch,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler else None,
-            "rng": rng,
-            "window": self.window.state(),
-            "eval_pending": self.eval_pending,
-            "param_names": self.param_names,
-        }, tmp / "trainer_state.pt")
-        replace_folder(tmp, final)
+        def write(tmp: Path) -> None:
+            self.model.save_pretrained(tmp / "adapter")
+            torch.save({
+                "step": self.step,
+                "total_steps": self.total_steps,
+                "micro_batch": self.step * self.cfg.grad_accum,
+                "epoch": self.step * self.cfg.grad_accum / self.batches_per_epoch,
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None,
+                "rng": rng,
+                "window": self.window.state(),
+                "eval_pending": self.eval_pending,
+                "param_names": self.param_names,
+            }, tmp / "trainer_state.pt")
+
+        write_folder(self.run_dir / "checkpoint", write)
 
     def _load_checkpoint(self, checkpoint: Path) -> None:
         try:
@@ -521,11 +522,13 @@ class _Trainer:
     def _finish(self) -> RewardResult:
         # 5. The adapter (with the score head) and the tokenizer (with its pad token) in one
         #    folder, then the reward statistics PPO normalises with.
-        adapter, tmp = self.run_dir / "adapter", self.run_dir / "adapter.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
-        replace_folder(tmp, adapter)
+        adapter = self.run_dir / "adapter"
+
+        def write(tmp: Path) -> None:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+
+        write_folder(adapter, write)
         sums = self._score_pairs(self.train, check_stop=False)
         mean, std = _mean_std(sums)
         write_json(self.run_dir / "reward_stats.json",
@@ -580,6 +583,7 @@ def _resumable(workspace, store: Store, run_id: int) -> tuple[dict, Path, Reward
         raise RewardTrainingError(f"There is no run {run_id} to resume.")
     if run["kind"] != KIND:
         raise RewardTrainingError(f"Run {run_id} is a {run['kind']} run, not a reward-model run.")
+    store.check_not_busy(run_id)  # before any model is loaded: another process runs it
     if run["status"] == "completed":
         raise RewardTrainingError(f"Run {run_id} is already completed; start a new run instead.")
     checkpoint = _checkpoint_dir(run_dir_for(workspace, run_id))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -73,8 +74,37 @@ def is_oom(exc: BaseException) -> bool:
 
 def write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave half a file behind
+        raise
+
+
+def write_folder(final: Path, write: Callable[[Path], None]) -> None:
+    """Make the folder ``final`` all at once: ``write(tmp)`` fills ``final.tmp``, which then
+    replaces ``final``. A failure (a full disk) removes the half-written ``.tmp``; a crash
+    that leaves one behind is cleaned up by ``remove_leftovers`` when the run goes on."""
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        write(tmp)
+        replace_folder(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Half-written ``*.tmp`` files and folders of a save that a crash (kill -9, power loss)
+    cut short. Never the ``.old`` copy, which may be the only checkpoint left."""
+    for path in run_dir.glob("*.tmp"):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def replace_folder(tmp: Path, final: Path) -> None:

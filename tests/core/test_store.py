@@ -215,7 +215,7 @@ def test_only_runs_whose_process_died_count_as_interrupted(tmp_path):
     with Store(db) as other_process_like, Store(db) as app:
         live = other_process_like.create_run("reward", {})
         assert app.mark_interrupted_runs() == 1
-        assert app.get_run(crashed_id)["status"] == "failed"
+        assert app.get_run(crashed_id)["status"] == "interrupted"
         assert "interrupted" in app.get_run(crashed_id)["error"]
         assert app.get_run(live)["status"] == "running"
         other_process_like.finish_run(live, "completed")
@@ -223,7 +223,7 @@ def test_only_runs_whose_process_died_count_as_interrupted(tmp_path):
         late = store.create_run("generate", {})
     with Store(db) as app:  # the store that ran it closed without finishing it
         assert app.mark_interrupted_runs() == 1
-        assert app.get_run(late)["status"] == "failed"
+        assert app.get_run(late)["status"] == "interrupted"
 
 
 def test_prompts_without_pairs_per_model_and_adapter(store):
