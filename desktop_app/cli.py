@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
@@ -40,9 +42,22 @@ class Output:
 
     def result(self, data: dict, text: str) -> None:
         if self.as_json:
-            print(json.dumps(data, ensure_ascii=False), flush=True)
+            # Strict JSON: a NaN or infinity (a diverged metric, a config stored by an older
+            # version) is written as null, never as the bare NaN that JSON parsers reject.
+            print(json.dumps(_finite(data), ensure_ascii=False, allow_nan=False), flush=True)
         else:
             print(text, flush=True)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 class ProgressBar:
@@ -124,12 +139,17 @@ def cmd_import(args: argparse.Namespace, out: Output) -> int:
     from .core.importing import import_file
     _, store = _open_store(args)
     with store:
-        report = import_file(store, args.file)
+        report = import_file(store, args.file, max_chars=args.max_chars)
     for problem in report.problems[:50]:
         out.info(f"  skipped {problem}")
     if len(report.problems) > 50:
         out.info(f"  … and {len(report.problems) - 50} more malformed rows")
     out.result(report.to_dict(), report.summary())
+    if report.malformed and not (report.imported or report.skipped):
+        # Nothing usable at all: a script must not take that for success.
+        print(f"rlhf-desk: error: {Path(args.file).name}: nothing imported, every row is "
+              f"malformed ({report.malformed})", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -242,8 +262,9 @@ def cmd_train_reward(args: argparse.Namespace, out: Output) -> int:
             run = store.get_run(args.resume)
             if run is None or run["kind"] != "reward":
                 raise CliError(f"run {args.resume} is not a reward-model run")
-            cfg = RewardConfig.from_dict(run["config"])
-            base = run["config"]["base_model"]
+            store.check_not_busy(args.resume)
+            cfg = _stored_config(RewardConfig, run)
+            base = _stored_base(run)
         else:
             if not args.model:
                 raise CliError("--model is required (or --resume RUN_ID)")
@@ -277,8 +298,9 @@ def cmd_train_ppo(args: argparse.Namespace, out: Output) -> int:
             run = store.get_run(args.resume)
             if run is None or run["kind"] != "ppo":
                 raise CliError(f"run {args.resume} is not a PPO run")
-            cfg = PPOConfig.from_dict(run["config"])
-            base, reward = run["config"]["base_model"], run["parent_run_id"]
+            store.check_not_busy(args.resume)
+            cfg = _stored_config(PPOConfig, run)
+            base, reward = _stored_base(run), run["parent_run_id"]
         else:
             if not args.model or args.reward is None:
                 raise CliError("--model and --reward RUN_ID are required (or --resume RUN_ID)")
@@ -298,6 +320,25 @@ def cmd_train_ppo(args: argparse.Namespace, out: Output) -> int:
                      f"{result.total_steps}: score {fmt(result.score_first)} -> "
                      f"{fmt(result.score_last)}, KL {fmt(result.kl)}\nPolicy: {result.artifact}")
     return _exit_status(result)
+
+
+def _stored_config(cls: type, run: dict):
+    """A resumed run's configuration, checked as a new one would be."""
+    try:
+        config = cls.from_dict(run["config"])
+        config.validate()
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"run {run['id']} cannot be resumed: its stored configuration is not "
+                       f"valid ({exc})") from None
+    return config
+
+
+def _stored_base(run: dict) -> str:
+    base = run["config"].get("base_model")
+    if not isinstance(base, str) or not base:
+        raise CliError(f"run {run['id']} cannot be resumed: its configuration names no base "
+                       "model")
+    return base
 
 
 def cmd_export_model(args: argparse.Namespace, out: Output) -> int:
@@ -480,8 +521,23 @@ def _exit_status(result) -> int:
     return 0 if result.status == "completed" else 130
 
 
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [lo, hi], or argparse's own one-line error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is outside [{lo}, {hi}]")
+        return value
+    parse.__name__ = "whole number"  # argparse names the type in its "invalid ..." message
+    return parse
+
+
 def _add_config_options(parser: argparse.ArgumentParser, cls: type, skip: tuple = ()) -> None:
-    """One --option per config field, with its help text: a new field needs no CLI code."""
+    """One --option per config field, with its help text: a new field needs no CLI code.
+    The values are checked by the config's own ``validate`` (ranges, NaN), in one place."""
     from dataclasses import MISSING, fields
     for f in fields(cls):
         if f.name in skip:
@@ -489,7 +545,9 @@ def _add_config_options(parser: argparse.ArgumentParser, cls: type, skip: tuple 
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         kind = type(default)
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        # argparse %-formats help texts: a literal "%" in a field's help ("~30% of") must be
+        # doubled, or --help itself crashes.
+        help_text = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
@@ -507,11 +565,24 @@ def _config_from_args(cls: type, args: argparse.Namespace):
     try:
         config.validate()
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        # "top_p = nan is not ..." -> "--top-p = nan is not ...": the name the user typed.
+        text = str(exc)
+        name = text.split(" ", 1)[0]
+        if name in given:
+            text = "--" + name.replace("_", "-") + text[len(name):]
+        raise CliError(text) from None
     return config
 
 
 # -- parser -------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: a script's log (or a person) gets the problem and where
+    to look, not a screenful of usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
     # Sub-parsers use SUPPRESS so a value given before the subcommand is not reset after it.
@@ -524,7 +595,7 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .core.config import SamplingConfig
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rlhf-desk", description="RLHF Desk: judge paired generations, train reward "
         "models and PPO policies on your own machine. With no command, opens the app.")
     parser.add_argument("--version", action="version", version=f"rlhf-desk {__version__}")
@@ -534,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "main window on a temporary workspace, offscreen without a "
                              "display) and exit: 0 when it works")
     _add_common(parser, top=True)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
@@ -549,6 +620,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gui", action="store_true", help="only build the demo workspace")
     p = command("import", cmd_import, "import prompts (.txt/.jsonl/.csv) or preference pairs")
     p.add_argument("file")
+    from .core.formats import DEFAULT_MAX_CHARS
+    p.add_argument("--max-chars", type=_int_in(1, 10**9), default=DEFAULT_MAX_CHARS,
+                   metavar="N", help="longest prompt or response to import, in characters; "
+                   f"longer ones are reported as malformed (default {DEFAULT_MAX_CHARS})")
 
     p = command("generate", cmd_generate, "generate pairs for prompts that have none yet")
     p.add_argument("--model", required=True, help="model folder (config, weights, tokenizer)")
@@ -557,9 +632,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--versus-base", action="store_true",
                    help="with --adapter: each pair is one response from the tuned policy and "
                         "one from the base model")
-    p.add_argument("--pairs", type=int, default=16, help="how many pairs (default 16)")
+    p.add_argument("--pairs", type=_int_in(1, 1_000_000), default=16,
+                   help="how many pairs, 1 to 1000000 (default 16)")
     _add_config_options(p, SamplingConfig)
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: random, recorded)")
+    p.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=None,
+                   help="random seed, 0 to 2147483647 (default: random, recorded)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--dtype", default="auto", help="auto | bfloat16 | float16 | float32")
     p.add_argument("--trust-remote-code", action="store_true",
@@ -650,14 +727,19 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    out = Output(bool(args.json))
-    if args.smoke_test:
-        from .smoke import run_smoke_test
-        return run_smoke_test(out.info)
-    func = getattr(args, "func", cmd_gui)
+    # A file name that is not valid UTF-8 must not turn printing the result into a crash.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
+        # Inside the handler: a failure while building the parser or printing --help is a
+        # bug, but it must still end in one line, not a traceback.
+        args = build_parser().parse_args(argv)
+        out = Output(bool(args.json))
+        if args.smoke_test:
+            from .smoke import run_smoke_test
+            return run_smoke_test(out.info)
+        func = getattr(args, "func", cmd_gui)
         return func(args, out)
     except KeyboardInterrupt:
         print("rlhf-desk: interrupted", file=sys.stderr)
@@ -669,12 +751,24 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, Cancelled):
             print("rlhf-desk: cancelled", file=sys.stderr)
             return 130
-        known = isinstance(exc, _known_errors()) or type(exc).__name__ in (
-            "ModelLoadError", "ModelFolderError", "RewardTrainingError", "PPOTrainingError",
-            "ExportError")
-        message = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}"
-        print(f"rlhf-desk: error: {message}".splitlines()[0], file=sys.stderr)
+        print(f"rlhf-desk: error: {_message(exc)}".splitlines()[0], file=sys.stderr)
         return 1
+
+
+def _message(exc: Exception) -> str:
+    """One sentence for a failure: our own errors carry one, the disk's and the operating
+    system's get one (core.errors), and anything else is a bug, said as such."""
+    from .core.errors import explain
+    outside = explain(exc)
+    if outside is not None:
+        return outside
+    known = isinstance(exc, _known_errors()) or type(exc).__name__ in (
+        "ModelLoadError", "ModelFolderError", "RewardTrainingError", "PPOTrainingError",
+        "ExportError", "RewardModelError", "EvaluationError", "UncertaintyError")
+    if known and str(exc).strip():
+        return str(exc).strip()
+    return (f"unexpected {type(exc).__name__}: {exc} (a bug in RLHF Desk; "
+            "RLHF_DESK_DEBUG=1 shows where)")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ GUI settings forms are generated from one place: a new option is one line here."
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -16,15 +17,37 @@ def opt(default: Any, help: str, *, minimum: float | None = None, maximum: float
 
 
 def validate_fields(config: Any) -> None:
-    """Raise ValueError naming the first field outside its documented range or choices."""
+    """Raise ValueError naming the first field of the wrong type, outside its documented range
+    or choices. The one check every config goes through before anything is loaded or recorded
+    (CLI options, GUI forms and stored run configs alike)."""
     for f in fields(config):
         value = getattr(config, f.name)
         lo, hi, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
+        expected = type(f.default) if f.default is not MISSING else None
+        if expected in (int, float, bool, str) and not _is_a(value, expected):
+            raise ValueError(f"{f.name} = {value!r} is not {_TYPE_WORDS[expected]}")
         if choices and value not in choices:
             raise ValueError(f"{f.name} = {value!r} is not one of {', '.join(map(str, choices))}")
+        # NaN compares false with everything, so it would slip through the range check below
+        # (and JSON cannot even store it).
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} = {value} is not a finite number")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (
                 lo is not None and value < lo or hi is not None and value > hi):
             raise ValueError(f"{f.name} = {value} is outside [{lo}, {hi}]")
+
+
+_TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+
+
+def _is_a(value: Any, expected: type) -> bool:
+    """Whether ``value`` fits a field whose default is of type ``expected`` (an int fits a float
+    field; a bool fits nothing but a bool field)."""
+    if isinstance(value, bool) or expected is bool:
+        return isinstance(value, bool) and expected is bool
+    if expected is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, expected)
 
 
 class ConfigBase:

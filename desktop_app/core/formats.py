@@ -11,11 +11,15 @@ One entry point, ``parse_file``. It understands:
 A row is a prompt (``prompt`` text, or chat ``messages``) or a preference pair in one of the
 forms ``preference_formats`` reads (TRL standard and conversational, UltraFeedback, HH-RLHF).
 
-A file holds one kind of row. A problem that spoils the whole file (missing, not UTF-8,
-unknown type, no ``prompt`` column, empty) raises ``FormatError``; a bad row becomes an
-``ImportProblem`` naming its line (a Parquet row's 1-based number), and the good rows around it
-are still returned, so one typo never costs the user a thousand-line import. Duplicates are
-kept: the store skips and counts them, where the user can see it happen.
+A file holds one kind of row. A problem that spoils the whole file (missing, not a regular
+file, not UTF-8 or UTF-16 text, binary, unknown type, no ``prompt`` column, empty) raises
+``FormatError``; a bad row becomes an ``ImportProblem`` naming its line (a Parquet row's 1-based
+number), and the good rows around it are still returned, so one typo never costs the user a
+thousand-line import. Bad rows include JSON that Python cannot hold (nesting too deep, numbers
+of thousands of digits, lone surrogates such as ``"\ud800"``), CSV quotes that never close, and
+texts longer than ``max_chars`` (one prompt of 50 MB would otherwise cost gigabytes the moment
+it is tokenised). Duplicates are kept: the store skips and counts them, where the user can see
+it happen.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +46,7 @@ from .row_fields import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_CHARS",
     "ROLES",
     "FormatError",
     "ImportProblem",
@@ -49,6 +56,12 @@ __all__ = [
     "parse_file",
 ]
 
+
+# The longest prompt or response an import takes, in characters (about 25,000 tokens: more
+# than most local models' context). ``rlhf-desk import --max-chars`` changes it.
+DEFAULT_MAX_CHARS = 100_000
+# The largest file read at all: it is read into memory whole.
+MAX_FILE_BYTES = 2 * 2**30
 
 # ---------------------------------------------------------------------------------------
 # What parsing returns
@@ -97,15 +110,16 @@ class FormatError(Exception):
 # The entry point
 # ---------------------------------------------------------------------------------------
 
-def parse_file(path: str | Path) -> ParsedFile:
-    """Read ``path`` into prompts or pairs plus the problems found on the way."""
+def parse_file(path: str | Path, *, max_chars: int = DEFAULT_MAX_CHARS) -> ParsedFile:
+    """Read ``path`` into prompts or pairs plus the problems found on the way. A prompt or
+    response longer than ``max_chars`` characters is reported, not returned."""
     path = Path(path)
-    data = _read_bytes(path)
     suffix = path.suffix.lower()
-    if suffix != ".parquet" and suffix not in _READERS:
+    if suffix != ".parquet" and suffix not in _READERS and not path.is_dir():
         raise FormatError(path, f"unsupported file type '{path.suffix or '(no extension)'}'; "
                                 "use .txt, .jsonl, .json, .csv or .parquet")
-    rows = _Rows(path)
+    data = _read_bytes(path)
+    rows = _Rows(path, max_chars)
     if suffix == ".parquet":
         _read_parquet(data, rows)
         return rows.result
@@ -117,27 +131,58 @@ def parse_file(path: str | Path) -> ParsedFile:
 
 
 def _read_bytes(path: Path) -> bytes:
-    if path.is_dir():
-        raise FormatError(path, "is a folder, not a file")
+    """The file's bytes. Only a regular file is opened: reading a named pipe or a device
+    would wait for ever, or never end."""
     try:
-        return path.read_bytes()
+        info = os.stat(path)
     except FileNotFoundError:
         raise FormatError(path, f"file not found ({path})") from None
     except OSError as e:
         raise FormatError(path, f"could not be read ({e.strerror or e})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise FormatError(path, "is a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise FormatError(path, "is not a regular file (a pipe, socket or device); save the "
+                                "data to a file and import that")
+    if info.st_size > MAX_FILE_BYTES:
+        raise FormatError(path, f"is {info.st_size / 2**30:.1f} GB; the largest file RLHF Desk "
+                                f"imports is {MAX_FILE_BYTES // 2**30} GB, so split it")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise FormatError(path, f"could not be read ({e.strerror or e})") from None
+    except MemoryError:
+        raise FormatError(path, "is too large to read into memory; split it") from None
+
+
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 
 
 def _decode(path: Path, data: bytes) -> str:
-    """The file as text: UTF-8, with the byte-order mark some editors add removed."""
-    bom = b"\xef\xbb\xbf"
-    body = data.removeprefix(bom)
+    """The file as text: UTF-8, or UTF-16 when it starts with UTF-16's byte-order mark (as
+    Windows tools save "Unicode text"); the mark itself is removed."""
+    encoding, body = "utf-8", data
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            encoding, body = name, data[len(bom):]
+            break
     try:
-        return body.decode("utf-8")
+        text = body.decode(encoding)
     except UnicodeDecodeError as e:
+        if encoding != "utf-8":
+            raise FormatError(path, f"starts like UTF-16 text but is not: bytes from offset "
+                                    f"{e.start} cannot be decoded") from None
         line = body.count(b"\n", 0, e.start) + 1
-        hint = " (it looks like UTF-16)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
-        raise FormatError(path, f"not UTF-8 text{hint}: byte 0x{body[e.start]:02x} on line "
+        raise FormatError(path, f"not UTF-8 text: byte 0x{body[e.start]:02x} on line "
                                 f"{line} cannot be decoded; save the file as UTF-8") from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        # Text files never hold NUL; binary files and UTF-16 without its mark do.
+        line = text.count("\n", 0, nul) + 1
+        raise FormatError(path, f"holds a NUL character on line {line}: it looks like a binary "
+                                "file (or UTF-16 text without a byte-order mark); save it as "
+                                "UTF-8 text")
+    return text
 
 
 # ---------------------------------------------------------------------------------------
@@ -157,10 +202,25 @@ def _read_jsonl(text: str, rows: _Rows) -> None:
             continue
         try:
             value = json.loads(line)
-        except json.JSONDecodeError as e:
-            rows.problem(number, f"not valid JSON ({e.msg} at column {e.colno})")
+        except ValueError as e:
+            rows.problem(number, _json_problem(e))
+            continue
+        except RecursionError:
+            rows.problem(number, _TOO_DEEP)
             continue
         rows.add(number, value)
+
+
+_TOO_DEEP = "JSON nested too deeply to read (thousands of brackets)"
+
+
+def _json_problem(e: ValueError) -> str:
+    """What is wrong with one line (or file) of JSON that Python would not load."""
+    if isinstance(e, json.JSONDecodeError):
+        return f"not valid JSON ({e.msg} at column {e.colno})"
+    if "digits" in str(e):  # int(): "Exceeds the limit (4300 digits) for integer string ..."
+        return "holds a number with thousands of digits, which cannot be read"
+    return f"not valid JSON ({e})"
 
 
 def _read_json(text: str, rows: _Rows) -> None:
@@ -174,6 +234,10 @@ def _read_json(text: str, rows: _Rows) -> None:
             return
         raise FormatError(rows.path, f"not valid JSON: {e.msg} at line {e.lineno}, "
                                      f"column {e.colno}") from None
+    except ValueError as e:
+        raise FormatError(rows.path, _json_problem(e)) from None
+    except RecursionError:
+        raise FormatError(rows.path, _TOO_DEEP) from None
     if not isinstance(value, list):
         raise FormatError(rows.path, f"expected a JSON array of objects, found {kind_of(value)}")
     if not value:
@@ -203,36 +267,67 @@ def _array_items_with_lines(text: str) -> Iterator[tuple[int, Any]]:
 
 
 def _read_csv(text: str, rows: _Rows) -> None:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    """Rows of a CSV file, each reported at the line it starts on (a quoted cell may span
+    lines). A row the csv module cannot read (a quote that never closes, text after a closing
+    quote) is reported, and reading starts again on the line after the one that row began on:
+    an unclosed quote would otherwise swallow the rest of the file into one cell."""
+    lines = io.StringIO(text, newline="").readlines()
     columns: dict[str, int] | None = None
     width, kind = 0, "prompts"
-    end_of_previous = 0
+    old_limit = csv.field_size_limit()
+    # Cells of any size are read, so that an over-long one is reported with its line (by the
+    # length check) instead of ending the import at csv's 131,072 characters.
+    csv.field_size_limit(max(old_limit, MAX_FILE_BYTES))
+    base = 0  # lines before the ones the current reader reads
     try:
-        for cells in reader:
-            # A quoted cell may span lines; the row is reported where it starts.
-            start, end_of_previous = end_of_previous + 1, reader.line_num
-            if not any(cell.strip() for cell in cells):
-                continue
-            if columns is None:
-                columns, kind = _csv_header(cells, start, rows.path)
-                width = len(cells)
-                continue
-            # Empty trailing cells are harmless (spreadsheets add them); text beyond the
-            # header usually means an unquoted comma split a cell.
-            if any(cell.strip() for cell in cells[width:]):
-                rows.problem(start, f"the row has {len(cells)} cells but the header has "
-                                    f"{width} (does a cell with a comma lack quotes?)")
-                continue
-            # Only cells the row has become fields, so a short row reads as "missing".
-            row = {name: cells[i].replace("\r\n", "\n") for name, i in columns.items()
-                   if i < len(cells)}
-            rows.add(start, row, kind=kind)
-    except csv.Error as e:
-        rows.problem(reader.line_num, f"CSV error ({e}); the rest of the file was not read")
+        while base < len(lines):
+            reader = csv.reader((lines[i] for i in range(base, len(lines))), strict=True)
+            end_of_previous = base
+            try:
+                for cells in reader:
+                    start, end_of_previous = end_of_previous + 1, base + reader.line_num
+                    if not any(cell.strip() for cell in cells):
+                        continue
+                    if columns is None:
+                        columns, kind = _csv_header(cells, start, rows.path)
+                        width = len(cells)
+                        continue
+                    # Empty trailing cells are harmless (spreadsheets add them); text beyond
+                    # the header usually means an unquoted comma split a cell.
+                    if any(cell.strip() for cell in cells[width:]):
+                        rows.problem(start, f"the row has {len(cells)} cells but the header "
+                                            f"has {width} (does a cell with a comma lack "
+                                            "quotes?)")
+                        continue
+                    # Only cells the row has become fields, so a short row reads as "missing".
+                    row = {name: cells[i].replace("\r\n", "\n") for name, i in columns.items()
+                           if i < len(cells)}
+                    rows.add(start, row, kind=kind)
+                break
+            except csv.Error as e:
+                start = end_of_previous + 1
+                if columns is None:
+                    raise FormatError(rows.path, f"the header (line {start}) is not valid CSV: "
+                                                 f"{_csv_problem(e)}") from None
+                rows.problem(start, _csv_problem(e))
+                base = start  # 0-based index of the line after the row's first line
+    finally:
+        csv.field_size_limit(old_limit)
     if columns is None:
         raise FormatError(rows.path, "the file is empty")
     if not rows.result.prompts and not rows.result.pairs and not rows.result.problems:
         raise FormatError(rows.path, "has a header but no rows")
+
+
+def _csv_problem(e: csv.Error) -> str:
+    text = str(e)
+    if "unexpected end of data" in text:
+        return ("a quote opened on this line is never closed (it would run to the end of the "
+                "file); the lines after it were read as rows of their own")
+    if "expected after" in text:
+        return ("text follows the closing quote of a cell; put the whole cell in quotes and "
+                'double each quote inside it ("")')
+    return f"not valid CSV ({text})"
 
 
 # Columns a pairs CSV may have besides the responses (see preference_formats).
@@ -300,15 +395,16 @@ class _Rows:
     """Collects records and problems. The first valid row fixes the file's kind, because a
     file of prompts with a stray pair in it (or the reverse) is almost always a mistake."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_chars: int = DEFAULT_MAX_CHARS) -> None:
         self.path = str(path)
         self.name = path.name
+        self.max_chars = max_chars
         self.result = ParsedFile(path=str(path), prompts=[], pairs=[], problems=[])
         self.kind: str | None = None
         self.kind_line = 0
 
     def problem(self, line: int, reason: str) -> None:
-        self.result.problems.append(ImportProblem(self.name, line, reason))
+        self.result.problems.append(ImportProblem(self.name, line, _printable(reason)))
 
     def add(self, line: int, row: Any, kind: str | None = None) -> None:
         """Add one row; ``kind`` is given when the file type already decided it (CSV, txt)."""
@@ -328,6 +424,7 @@ class _Rows:
             return
         try:
             record = pair_from_row(row, line) if kind == "pairs" else _prompt(row, line)
+            _check_texts(record, self.max_chars)
         except BadRow as e:
             self.problem(line, str(e))
             return
@@ -340,6 +437,37 @@ class _Rows:
 
 
 _KIND_NAMES = {"prompts": "a prompt", "pairs": "a preference pair"}
+
+
+def _check_texts(record: PromptRecord | PairRecord, max_chars: int) -> None:
+    """Every text of a record can be stored (UTF-8 has no lone surrogates, which JSON's
+    "\\ud800" escapes can make) and is at most ``max_chars`` long."""
+    if isinstance(record, PairRecord):
+        texts = {"prompt": record.prompt, "chosen": record.chosen, "rejected": record.rejected}
+        messages = record.prompt_messages
+    else:
+        texts, messages = {"prompt": record.text}, record.messages
+    for message in messages or ():
+        texts.setdefault(f"{message['role']} message", "")
+        texts[f"{message['role']} message"] += message["content"]
+    for name, text in texts.items():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRow(f"'{name}' holds an invalid character (a lone UTF-16 surrogate such "
+                         "as \\ud800), which cannot be stored as text") from None
+    for name, text in texts.items():
+        if len(text) > max_chars:
+            raise BadRow(f"'{name}' is {len(text):,} characters long, over the limit of "
+                         f"{max_chars:,} (rlhf-desk import --max-chars raises it)")
+
+
+def _printable(reason: str, limit: int = 300) -> str:
+    """A problem's text as it can be printed anywhere: bounded, one line, no surrogates
+    (reasons quote the file's own words, such as an unknown role)."""
+    text = reason.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = " ".join(text.split("\n"))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _row_kind(row: dict) -> str | None:

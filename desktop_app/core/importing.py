@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from itertools import groupby
 from pathlib import Path
 
-from .formats import ImportProblem, PairRecord, parse_file
+from .formats import DEFAULT_MAX_CHARS, ImportProblem, PairRecord, parse_file
 from .store import GenerationIn, Store
 
 
@@ -41,11 +41,13 @@ class ImportReport:
         return data
 
 
-def import_file(store: Store, path: str | Path, *,
-                rng: random.Random | None = None) -> ImportReport:
-    """Parse ``path`` and add what is valid. Raises ``formats.FormatError`` for unusable files."""
-    parsed = parse_file(path)
-    source = Path(path).name
+def import_file(store: Store, path: str | Path, *, rng: random.Random | None = None,
+                max_chars: int = DEFAULT_MAX_CHARS) -> ImportReport:
+    """Parse ``path`` and add what is valid. Raises ``formats.FormatError`` for unusable files.
+    Prompts and responses over ``max_chars`` characters are reported as malformed."""
+    parsed = parse_file(path, max_chars=max_chars)
+    # A file name that is not valid UTF-8 (possible on Linux) is kept readable, not refused.
+    source = Path(path).name.encode("utf-8", "backslashreplace").decode("utf-8")
     report = ImportReport(file=str(path), kind="pairs" if parsed.pairs else
                           "prompts" if parsed.prompts else "empty",
                           malformed=len(parsed.problems), problems=list(parsed.problems))

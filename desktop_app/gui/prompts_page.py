@@ -3,6 +3,7 @@ Duplicates and malformed rows are reported."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
@@ -26,6 +27,8 @@ from PySide6.QtWidgets import (
 
 from ..core.exports import FORMATS
 from ..core.store import Store, StoreError
+
+log = logging.getLogger(__name__)
 
 FILE_FILTER = "Prompts or pairs (*.txt *.jsonl *.json *.csv *.parquet);;All files (*)"
 # One save-dialog filter per export format; the filter the user picks decides the format.
@@ -142,10 +145,15 @@ class PromptsPage(QWidget):
     def import_path(self, path: str) -> None:
         from ..core.formats import FormatError
         from ..core.importing import import_file
+        from .jobs import friendly_error
         try:
             report = import_file(self.store, path)
-        except (FormatError, StoreError, OSError) as exc:
+        except (FormatError, StoreError) as exc:
             QMessageBox.warning(self, "Import failed", str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - a disk error, or a bug: one message, no trace
+            log.error("import of %s failed", path, exc_info=True)
+            QMessageBox.warning(self, "Import failed", friendly_error(exc))
             return
         self.reload()
         self.prompts_changed.emit()
@@ -156,7 +164,9 @@ class PromptsPage(QWidget):
             text += f"\n\nMalformed rows (not imported):\n{shown}"
             if more > 0:
                 text += f"\n… and {more} more"
-            QMessageBox.warning(self, "Imported with problems", text)
+            nothing = not (report.imported or report.skipped)
+            QMessageBox.warning(self, "Nothing imported" if nothing else "Imported with problems",
+                                text)
         else:
             QMessageBox.information(self, f"Imported {Path(path).name}", text)
 

@@ -280,8 +280,7 @@ class Playground:
             budget = _prompt_budget(self.model, cfg.max_new_tokens)
         except ValueError as exc:
             raise PlaygroundError(str(exc)) from exc
-        ids = encode_prompt(self.tokenizer, prompt)
-        ids = ids[-budget:] if budget else ids
+        ids = encode_prompt(self.tokenizer, prompt, budget)
         fallback = next(t for t in (self.tokenizer.bos_token_id, *self.lm.eos_token_ids,
                                     self.tokenizer.pad_token_id) if t is not None)
         return ids or [fallback]

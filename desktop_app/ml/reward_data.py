@@ -130,7 +130,8 @@ class PairEncoder:
     def prompt_ids(self, prompt: str, messages: list | None) -> list[int]:
         key = (prompt, json.dumps(messages) if messages else None)
         if key not in self._prompts:
-            self._prompts[key] = encode_prompt(self.tokenizer, PromptInput(0, prompt, messages))
+            self._prompts[key] = encode_prompt(self.tokenizer, PromptInput(0, prompt, messages),
+                                               self.max_length)
         return self._prompts[key]
 
     def response_text(self, prompt: str, messages: list | None, response: str) -> str:

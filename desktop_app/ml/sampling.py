@@ -12,6 +12,7 @@ Everything is seeded from one number, so a batch can be generated again exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Iterator
@@ -80,9 +81,35 @@ def render_prompt(tokenizer, prompt: PromptInput) -> tuple[str, bool]:
     return prompt.text, False
 
 
-def encode_prompt(tokenizer, prompt: PromptInput) -> list[int]:
+# A token is rarely longer than a few characters, so a prompt's last ``max_tokens * 32``
+# characters hold every token its budget can keep. Cutting the text to that before tokenising
+# bounds the work: a 50 MB prompt would otherwise cost gigabytes to tokenise, only for all but
+# its end to be dropped.
+_CHARS_PER_TOKEN = 32
+# The budget when the caller knows none (no position limit in the model's config).
+MAX_PROMPT_TOKENS = 131_072
+
+
+def encode_prompt(tokenizer, prompt: PromptInput, max_tokens: int | None = None) -> list[int]:
+    """The prompt's token ids, at most ``max_tokens`` (the end is kept: it holds the question
+    and the generation prompt)."""
+    budget = max_tokens or MAX_PROMPT_TOKENS
+    prompt = _clipped(prompt, budget * _CHARS_PER_TOKEN)
     text, templated = render_prompt(tokenizer, prompt)
-    return list(tokenizer(text, add_special_tokens=not templated)["input_ids"])
+    text = text[-budget * _CHARS_PER_TOKEN:]
+    ids = list(tokenizer(text, add_special_tokens=not templated)["input_ids"])
+    return ids[-budget:]
+
+
+def _clipped(prompt: PromptInput, chars: int) -> PromptInput:
+    """``prompt`` with its text and each message cut to their last ``chars`` characters, so
+    rendering the chat template is bounded too."""
+    if len(prompt.text) <= chars and all(len(m["content"]) <= chars
+                                         for m in prompt.messages or ()):
+        return prompt
+    messages = ([{**m, "content": m["content"][-chars:]} for m in prompt.messages]
+                if prompt.messages else prompt.messages)
+    return dataclasses.replace(prompt, text=prompt.text[-chars:], messages=messages)
 
 
 class _StopRequested:
@@ -169,7 +196,8 @@ def sample_batch(lm: LoadedModel, prompts: list[PromptInput], n_per_prompt: int,
     """``n_per_prompt`` decoded samples for each prompt, from a single generate call."""
     if not prompts:
         return []
-    prompt_ids = [encode_prompt(lm.tokenizer, p) for p in prompts]
+    budget = _prompt_budget(lm.model, cfg.max_new_tokens)
+    prompt_ids = [encode_prompt(lm.tokenizer, p, budget) for p in prompts]
     out = generate_tokens(lm, prompt_ids, n_per_prompt, cfg, seed, stop)
 
     # One transfer to the CPU, then slicing and decoding in Python.
@@ -188,14 +216,16 @@ def sample_batch(lm: LoadedModel, prompts: list[PromptInput], n_per_prompt: int,
 
 def generate_pairs(lm: LoadedModel, prompts: list[PromptInput], cfg: SamplingConfig, seed: int,
                    emit: Emit = ignore, stop: StopToken | None = None,
-                   max_retries: int = 2) -> Iterator[list[PairResult]]:
+                   max_retries: int = 2, first_batch: int = 0) -> Iterator[list[PairResult]]:
     """Yield one list of pairs per batch of ``cfg.batch_size`` prompts, so the caller can store
-    each batch as soon as it exists. A stop request ends the iteration between batches."""
+    each batch as soon as it exists. A stop request ends the iteration between batches.
+    ``first_batch`` numbers the first batch for its seed, for a caller that hands the prompts
+    over a batch at a time and wants the seeds of one long call."""
     cfg.validate()
     total = len(prompts)
     done = 0
     emit(Progress(0, total, "Generating…", extra={"tokens_per_s": 0.0, "pairs": 0}))
-    for batch_index, start in enumerate(range(0, total, cfg.batch_size)):
+    for batch_index, start in enumerate(range(0, total, cfg.batch_size), start=first_batch):
         if stop is not None and stop.requested:
             return
         batch = prompts[start:start + cfg.batch_size]

@@ -340,7 +340,10 @@ def test_non_utf8_bytes_name_the_line(tmp_path):
     path = write(tmp_path, "late.jsonl", b'{"prompt": "ok"}\n{"prompt": "\xff"}\n')
     with pytest.raises(FormatError, match=r"byte 0xff on line 2"):
         parse_file(path)
+    # UTF-16 with its byte-order mark (Windows' "Unicode text") is read; without it, refused.
     path = write(tmp_path, "wide.txt", "hello\n", encoding="utf-16")
+    assert [p.text for p in parse_file(path).prompts] == ["hello"]
+    path = write(tmp_path, "bare.txt", "hello\n", encoding="utf-16-le")
     with pytest.raises(FormatError, match=r"UTF-16"):
         parse_file(path)
 

@@ -343,3 +343,33 @@ def test_versus_base_pairs_one_tuned_and_one_base_response(gpt2_dir, gpt2_policy
         a = pair.left if pair.left_is_a else pair.right
         b = pair.right if pair.left_is_a else pair.left
         assert a["adapter"] == str(gpt2_policy_dir) and b["adapter"] is None
+
+
+def test_a_huge_prompt_is_cut_before_it_is_tokenised(any_lm):
+    """A 50 MB prompt once cost gigabytes to tokenise, only for all but its end to be dropped:
+    only its last budget x 32 characters reach the tokenizer now."""
+    from desktop_app.ml.sampling import encode_prompt
+
+    seen = []
+
+    class Spy:
+        def __init__(self, tokenizer):
+            self.tokenizer = tokenizer
+            self.chat_template = getattr(tokenizer, "chat_template", None)
+
+        def apply_chat_template(self, *args, **kwargs):
+            return self.tokenizer.apply_chat_template(*args, **kwargs)
+
+        def __call__(self, text, **kwargs):
+            seen.append(len(text))
+            return self.tokenizer(text, **kwargs)
+
+    huge = "tell me more " * 400_000 + "Final question?"
+    ids = encode_prompt(Spy(any_lm.tokenizer), PromptInput(0, huge), max_tokens=50)
+    assert 0 < len(ids) <= 50 and seen and max(seen) <= 50 * 32
+    # The end is what is kept: it holds the question (and the generation prompt).
+    assert "Final question?" in any_lm.tokenizer.decode(ids)
+    # Generation goes through the same budget.
+    rows = sample_batch(any_lm, [PromptInput(0, huge)], 1,
+                        SamplingConfig(max_new_tokens=4), seed=0)
+    assert rows[0][0].prompt_tokens <= any_lm.model.config.max_position_embeddings
