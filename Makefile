@@ -42,7 +42,7 @@ lock:
 	  echo "# $$(.lock-venv/bin/python -c 'import platform; print(platform.python_version())'),"\
 	       "$$(uname -sm), $$(date -u +%Y-%m-%d)). torch is not here: TORCH= picks its build."; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable \
-	    | grep -viE '^(rlhf-desk|torch|triton|nvidia-)' ; } > $(LOCK).new
+	    | grep -viE '^(rlhf[-_]desk|torch|triton|nvidia-)' ; } > $(LOCK).new
 	mv $(LOCK).new $(LOCK)
 	rm -rf .lock-venv $(VENV)
 	$(MAKE) test
