@@ -4,7 +4,8 @@ operating system. Raw exception names and errno text ("OperationalError: disk I/
 sentence that names the file and says what to do.
 
 ``explain(exc)`` is used once by the command line and once by the GUI's job layer and error
-hook; the store turns its own SQLite failures into ``StoreError`` with ``sqlite_message``.
+hook; the store turns its own file-level SQLite failures into ``DatabaseUnavailable`` with
+``sqlite_message``.
 """
 
 from __future__ import annotations
@@ -39,30 +40,30 @@ def human_bytes(n: int) -> str:
     return f"{size:.1f} TB"  # pragma: no cover
 
 
-def disk_full_message(path: str | Path) -> str:
-    free = free_bytes(path)
+def disk_full_message(path: str | Path | None, free: int | None) -> str:
+    disk = f"The disk holding {path}" if path is not None else "The disk"
     left = f" ({human_bytes(free)} left)" if free is not None else ""
-    return (f"The disk holding {path} is full{left}. Free some space and try again; what was "
-            "already saved is intact.")
+    return (f"{disk} is full{left}. Free some space and try again; what was already saved is "
+            "intact.")
 
 
-def sqlite_message(exc: sqlite3.Error, db_path: str | Path) -> str:
-    """What a failed SQLite call on ``db_path`` means, in one sentence."""
+def sqlite_message(exc: sqlite3.Error, db_path: Path | None) -> str:
+    """What a failed SQLite call on ``db_path`` (None: not known) means, in one sentence."""
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     text = str(exc).lower()
+    free = free_bytes(db_path) if db_path is not None else None
+    db_path = db_path or "the workspace database"
     if primary == 13 or "disk is full" in text:                        # SQLITE_FULL
-        free = free_bytes(db_path)
         if free is None or free < _NEARLY_FULL:
-            return disk_full_message(db_path)
+            return disk_full_message(db_path, free)
         # Room on this disk: the temporary folder SQLite sorts in, or a size limit, is full.
         return (f"SQLite could not write to {db_path}: the temporary-files folder or the "
                 "database's size limit is full. Free some space and try again; what was "
                 "already saved is intact.")
     if primary == 10 or "disk i/o error" in text:                      # SQLITE_IOERR
-        free = free_bytes(db_path)
         if free is not None and free < _NEARLY_FULL:
-            return disk_full_message(db_path)
+            return disk_full_message(db_path, free)
         return (f"Could not read or write {db_path}: the disk reported an input/output error. "
                 "Check that the disk is attached and healthy, then try again.")
     if primary == 8 or "readonly" in text:                             # SQLITE_READONLY
@@ -98,9 +99,9 @@ _OS_ERRORS = {
 
 def os_message(exc: OSError) -> str:
     """An OSError as "<file> <what happened>"."""
-    where = exc.filename if exc.filename is not None else None
+    where = exc.filename
     if exc.errno == errno.ENOSPC:
-        return disk_full_message(where or ".")
+        return disk_full_message(where, free_bytes(where) if where else None)
     what = _OS_ERRORS.get(exc.errno)
     if what is None:
         what = f"could not be used ({exc.strerror or exc})"
@@ -115,7 +116,7 @@ def explain(exc: BaseException) -> str | None:
     if isinstance(exc, OSError):
         return os_message(exc)
     if isinstance(exc, sqlite3.Error):
-        return sqlite_message(exc, "the workspace database")
+        return sqlite_message(exc, None)
     if isinstance(exc, MemoryError):
         return ("The computer ran out of memory. Close other programs, or use a smaller model, "
                 "batch or file.")

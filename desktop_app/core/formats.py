@@ -443,20 +443,18 @@ def _check_texts(record: PromptRecord | PairRecord, max_chars: int) -> None:
     """Every text of a record can be stored (UTF-8 has no lone surrogates, which JSON's
     "\\ud800" escapes can make) and is at most ``max_chars`` long."""
     if isinstance(record, PairRecord):
-        texts = {"prompt": record.prompt, "chosen": record.chosen, "rejected": record.rejected}
+        texts = [("prompt", record.prompt), ("chosen", record.chosen),
+                 ("rejected", record.rejected)]
         messages = record.prompt_messages
     else:
-        texts, messages = {"prompt": record.text}, record.messages
-    for message in messages or ():
-        texts.setdefault(f"{message['role']} message", "")
-        texts[f"{message['role']} message"] += message["content"]
-    for name, text in texts.items():
+        texts, messages = [("prompt", record.text)], record.messages
+    texts += [(f"{m['role']} message", m["content"]) for m in messages or ()]
+    for name, text in texts:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise BadRow(f"'{name}' holds an invalid character (a lone UTF-16 surrogate such "
                          "as \\ud800), which cannot be stored as text") from None
-    for name, text in texts.items():
         if len(text) > max_chars:
             raise BadRow(f"'{name}' is {len(text):,} characters long, over the limit of "
                          f"{max_chars:,} (rlhf-desk import --max-chars raises it)")

@@ -730,29 +730,36 @@ class Store:
         holds (a second window, a command-line run) is left alone. Every read of runs calls
         this, so no reader ever sees a dead run as running."""
         running = [r["id"] for r in self._rows("SELECT id FROM runs WHERE status = 'running'")]
-        dead = [rid for rid in running if rid not in self._run_locks
+        dead = self._dead(running)
+        self._mark_interrupted(dead)
+        return len(dead)
+
+    def _dead(self, run_ids: Iterable[int]) -> list[int]:
+        """Of these 'running' runs, those no live process holds."""
+        return [rid for rid in run_ids if rid not in self._run_locks
                 and not run_locks.is_held(run_locks.lock_path(self.path, rid))]
-        if dead:
+
+    def _mark_interrupted(self, run_ids: list[int]) -> None:
+        if run_ids:
             with self.db.atomic():
                 self.db.conn.executemany(
                     "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? "
                     "WHERE id = ? AND status = 'running'",
-                    [(INTERRUPTED, now_iso(), rid) for rid in dead])
-        return len(dead)
+                    [(INTERRUPTED, now_iso(), rid) for rid in run_ids])
 
     def _settle(self, rows: list[dict]) -> list[dict]:
         """Rows of runs as they really are: 'running' only while their process lives. Reading
         must work on a full or read-only disk too, so a status that cannot be written back is
         corrected in the rows returned."""
-        if not any(r["status"] == "running" and r["id"] not in self._run_locks for r in rows):
+        dead = set(self._dead(r["id"] for r in rows if r["status"] == "running"))
+        if not dead:
             return rows
         try:
-            self.mark_interrupted_runs()
+            self._mark_interrupted(sorted(dead))
         except StoreError:
             pass
         for row in rows:
-            if row["status"] == "running" and row["id"] not in self._run_locks and not \
-                    run_locks.is_held(run_locks.lock_path(self.path, row["id"])):
+            if row["id"] in dead:
                 row.update(status="interrupted", error=INTERRUPTED)
         return rows
 

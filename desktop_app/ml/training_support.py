@@ -5,13 +5,13 @@ and write files so that a crash never leaves a half-written one behind."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from ..core.atomic_files import atomic_text_file
 from ..core.events import Log
 from .model_loader import _first_line
 
@@ -73,13 +73,9 @@ def is_oom(exc: BaseException) -> bool:
 
 
 def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk must not leave half a file behind
-        raise
+    """All at once: a full disk or a crash never leaves half a file (core.atomic_files)."""
+    with atomic_text_file(path) as out:
+        out.write(json.dumps(data, indent=2))
 
 
 def write_folder(final: Path, write: Callable[[Path], None]) -> None:
