@@ -22,11 +22,13 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="process signals")
 def owner_process(db_path, ready):
     """A separate process that creates a run, says so, and then waits to be killed."""
     code = textwrap.dedent(f"""
-        import pathlib, time
+        import os, pathlib, time
         from desktop_app.core.store import Store
         store = Store({str(db_path)!r})
         run_id = store.create_run("reward", {{}})
-        pathlib.Path({str(ready)!r}).write_text(str(run_id))
+        # Written whole, then renamed: the test must never read a half-written file.
+        pathlib.Path({str(ready)!r} + ".tmp").write_text(str(run_id))
+        os.replace({str(ready)!r} + ".tmp", {str(ready)!r})
         time.sleep(600)
     """)
     process = subprocess.Popen([sys.executable, "-c", code])
