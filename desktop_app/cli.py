@@ -488,9 +488,9 @@ def cmd_runs(args: argparse.Namespace, out: Output) -> int:
         runs = store.list_runs()
         for r in runs:
             r["result"] = key_metric(r, store.final_metrics(r["id"]))[0]
-        rows = [f"{r['id']:>4}  {r['kind']:<9} {r['status']:<10} {r['created_at'][:19]}  "
+        rows = [f"{r['id']:>4}  {r['kind']:<9} {r['status']:<11} {r['created_at'][:19]}  "
                 f"{r['result']}" for r in runs]
-        header = "  id  kind      status     started              result"
+        header = "  id  kind      status      started              result"
         out.result({"runs": runs}, "\n".join([header, *rows]) if runs else "No runs yet.")
     return 0
 
