@@ -98,6 +98,26 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX prompt_claims_run ON prompt_claims(run_id);
     """,
+    # 4: the judgment history (Judge page, ``core/judgment_history.py``). Every change to a
+    # stored judgment (a verdict changed, a note edited, a judgment deleted or undone) leaves a
+    # row here, written in the same transaction as the change, so nothing a person decided is
+    # ever lost: the old verdict and note stay readable. A NULL choice is "not judged". The
+    # rows go with their comparison (deleting a prompt deletes its pairs and their history).
+    # ``comparisons_judged`` lists the judgments newest first without sorting the table.
+    """
+    CREATE TABLE judgment_changes (
+        id INTEGER PRIMARY KEY,
+        comparison_id INTEGER NOT NULL REFERENCES comparisons(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,                     -- verdict | note | delete | undo
+        old_choice TEXT,
+        new_choice TEXT,
+        old_note TEXT,
+        new_note TEXT,
+        changed_at TEXT NOT NULL
+    );
+    CREATE INDEX judgment_changes_comparison ON judgment_changes(comparison_id, id);
+    CREATE INDEX comparisons_judged ON comparisons(eval_run_id, judged_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
