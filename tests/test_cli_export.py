@@ -60,7 +60,7 @@ def test_trl_is_the_default_and_ties_are_opt_in(capsys, tmp_path, workspace):
     target = tmp_path / "pairs.jsonl"
     code, out, _ = run(capsys, "--workspace", workspace, "export", "--ties", target)
     assert code == 0
-    assert out.startswith("Wrote 3 pairs (1 ties) to ") and "as trl" in out
+    assert out.startswith("Wrote 3 pairs (1 tie) to ") and "as trl" in out
     rows = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
     assert rows[0] == {"prompt": "Say hi.", "chosen": "Hi!", "rejected": "Go.", "tie": False}
     assert rows[2] == {"prompt": "Count.", "chosen": "1 2 3", "rejected": "3 2 1", "tie": True}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .formats import DEFAULT_MAX_CHARS, ImportProblem, PairRecord, parse_file
 from .store import GenerationIn, Store
+from .wording import count
 
 
 @dataclass
@@ -28,10 +29,10 @@ class ImportReport:
     ties: int = 0          # of the pairs added, how many are ties (a file's ``tie`` column)
 
     def summary(self) -> str:
-        what = "pairs" if self.kind == "pairs" else "prompts"
-        ties = f" ({self.ties} ties)" if self.ties else ""
-        return (f"{Path(self.file).name}: imported {self.imported} {what}{ties}, skipped "
-                f"{self.skipped} duplicates, {self.malformed} malformed")
+        what = "pair" if self.kind == "pairs" else "prompt"
+        ties = f" ({count(self.ties, 'tie')})" if self.ties else ""
+        return (f"{Path(self.file).name}: imported {count(self.imported, what)}{ties}, skipped "
+                f"{count(self.skipped, 'duplicate')}, {self.malformed} malformed")
 
     def to_dict(self) -> dict:
         data = asdict(self)

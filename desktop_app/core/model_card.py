@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from .store import Store
+from .wording import count
 
 CARD_NAME = "README.md"
 TAGS = ("rlhf", "ppo", "lora", "rlhf-desk")
@@ -203,9 +204,10 @@ def _run_section(title: str, run: RunFacts, method: str) -> list[str]:
 
 def _choices(by_choice: dict[str, int]) -> str:
     counts = {"with a winner": by_choice.get("a", 0) + by_choice.get("b", 0),
-              "ties": by_choice.get("tie", 0), "both bad": by_choice.get("both_bad", 0),
+              "tie": by_choice.get("tie", 0), "both bad": by_choice.get("both_bad", 0),
               "skipped": by_choice.get("skip", 0)}
-    parts = [f"{n} {label}" for label, n in counts.items() if n]
+    parts = [count(n, label) if label == "tie" else f"{n} {label}"
+             for label, n in counts.items() if n]
     return f" ({', '.join(parts)})" if parts else ""
 
 

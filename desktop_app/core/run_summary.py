@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from .wording import count
+
 
 def parse_time(stamp: str | None) -> datetime | None:
     if not stamp:
@@ -56,7 +58,10 @@ def key_metric(run: dict, final: dict[str, float]) -> tuple[str, float | None]:
         for name, label in (("eval/accuracy", "val accuracy"),
                             ("train/accuracy", "train accuracy")):
             if get(name) is not None:
-                return f"{label} {final[name]:.3f}", final[name]
+                # How many validation pairs it is out of (runs since eval/pairs was recorded).
+                pairs = get("eval/pairs") if name == "eval/accuracy" else None
+                out_of = f" on {count(pairs, 'pair')}" if pairs else ""
+                return f"{label} {final[name]:.3f}{out_of}", final[name]
     elif kind == "ppo":
         score, kl = get("objective/scores"), get("objective/kl")
         parts = [f"score {score:+.3f}" if score is not None else None,

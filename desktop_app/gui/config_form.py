@@ -1,6 +1,8 @@
 """A settings form generated from a config dataclass: one row per field, help as tooltip.
 
-Adding an option to a config in ``core/config.py`` adds it here with no GUI code.
+Adding an option to a config in ``core/config.py`` adds it here with no GUI code. Decimal
+fields show their value without trailing zeros (2 epochs, not 2.00). ``FormScroll`` is the
+scrolling box a long form sits in: never narrower than the form and its scroll bar.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ import math
 from dataclasses import fields
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QLineEdit,
+    QScrollArea,
     QSpinBox,
     QWidget,
 )
@@ -23,6 +26,41 @@ from PySide6.QtWidgets import (
 
 def _label(f) -> str:
     return f.metadata.get("label") or f.name.replace("_", " ").capitalize()
+
+
+class DecimalSpinBox(QDoubleSpinBox):
+    """A QDoubleSpinBox that writes its value without trailing zeros: 2, 0.0002, 0.95 (it keeps
+    its decimals for typing and stepping)."""
+
+    def textFromValue(self, value: float) -> str:
+        text = super().textFromValue(value)
+        point = self.locale().decimalPoint()
+        if point in text:
+            text = text.rstrip("0").rstrip(point)
+        return text
+
+
+class FormScroll(QScrollArea):
+    """A form that scrolls up and down, never sideways: at least as wide as the form plus the
+    vertical scroll bar, so no field (or spin-box arrow) ever sits under that bar."""
+
+    def __init__(self, form: QWidget, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWidget(form)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def _width_for(self, form_width: int) -> int:
+        return form_width + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(self._width_for(self.widget().minimumSizeHint().width()),
+                     super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:
+        return QSize(self._width_for(self.widget().sizeHint().width()),
+                     super().sizeHint().height())
 
 
 class ConfigForm(QWidget):
@@ -65,7 +103,7 @@ class ConfigForm(QWidget):
             spin.setValue(value)
             spin.valueChanged.connect(self.changed)
             return spin
-        spin = QDoubleSpinBox()
+        spin = DecimalSpinBox()
         step = float(meta.get("step") or 0.01)
         # Enough decimals to show one step (a learning rate of 2e-4 needs six).
         spin.setDecimals(min(8, max(2, 1 - math.floor(math.log10(step)))))

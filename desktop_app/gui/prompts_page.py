@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from ..core.exports import FORMATS
 from ..core.store import Store, StoreError
+from ..core.wording import count
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,11 @@ class PromptsPage(QWidget):
             button.clicked.connect(slot)
             buttons.addWidget(button)
         buttons.addStretch(1)
-        buttons.addWidget(self.filter, 1)
 
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
+        # Its own row: beside the buttons a narrow window squeezed it to nothing.
+        layout.addWidget(self.filter)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.summary)
         self.reload()
@@ -128,7 +130,7 @@ class PromptsPage(QWidget):
             self.model.appendRow(items)
         without = sum(1 for r in rows if not r["pairs"] and not r.get("held_out"))
         held_out = sum(1 for r in rows if r.get("held_out"))
-        self.summary.setText(f"{len(rows)} prompts · {without} without a pair yet · "
+        self.summary.setText(f"{count(len(rows), 'prompt')} · {without} without a pair yet · "
                              f"{held_out} held out for evaluation")
 
     def selected_ids(self) -> list[int]:
@@ -198,13 +200,14 @@ class PromptsPage(QWidget):
         except (ValueError, OSError) as exc:
             QMessageBox.warning(self, "Export failed", f"{Path(path).name}: {exc}")
             return
-        text = f"Wrote {result.pairs} pairs to {path} ({FORMATS[fmt].label})."
+        text = f"Wrote {count(result.pairs, 'pair')} to {path} ({FORMATS[fmt].label})."
         if result.ties:
-            text += f"\n{result.ties} of them are ties."
+            text += (f"\n{result.ties} of them {'is a tie' if result.ties == 1 else 'are ties'}.")
         elif ties:
-            text += f"\n{ties} ties were left out."
+            text += f"\n{count(ties, 'tie')} {'was' if ties == 1 else 'were'} left out."
         if result.unusable:
-            text += f"\n{result.unusable} pairs with an empty or repeated response were left out."
+            text += (f"\n{count(result.unusable, 'pair')} with an empty or repeated response "
+                     f"{'was' if result.unusable == 1 else 'were'} left out.")
         QMessageBox.information(self, "Exported judgments", text)
 
     def add_prompt(self) -> None:

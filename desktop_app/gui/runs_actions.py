@@ -23,6 +23,7 @@ from ..core.run_files import (
     human_size,
 )
 from ..core.store import StoreError
+from ..core.wording import count
 from .runs_table import KIND_LABELS
 
 
@@ -129,11 +130,12 @@ class RunActions:
         lines = []
         deleted = {p.run_id for p in plans}
         for plan in plans:
-            what = [f"{plan.metrics:,} metric points"]
+            what = [count(plan.metrics, "metric point")]
             if plan.comparisons:
-                what.append(f"{plan.comparisons:,} evaluation pairs and their judgments")
+                what.append(count(plan.comparisons, "evaluation pair") + " and "
+                            + ("its judgment" if plan.comparisons == 1 else "their judgments"))
             if plan.generations:
-                what.append(f"{plan.generations:,} generated responses")
+                what.append(count(plan.generations, "generated response"))
             lines.append(f"Run #{plan.run_id} ({KIND_LABELS.get(plan.kind, plan.kind)}, "
                          f"{plan.status}): " + ", ".join(what))
             for folder in plan.folders:

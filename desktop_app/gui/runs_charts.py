@@ -4,6 +4,12 @@ Selecting a run charts its stored metrics; selecting several overlays them, one 
 the same metric on the same axes. Metrics are read with ``Store.metrics_since`` so that a
 running run only costs the points written since the last look.
 
+A metric's x is its step: a training step, or for generation (``generate/``) the number of pairs
+the run had made when the point was written. A metric whose steps repeat (generate runs
+recorded before that, every point at step 0) is charted against the seconds since its run
+started instead, from the time each point was written, so it is a curve and not a vertical
+line.
+
 ``RunsPage`` mixes ``RunCharts`` in (as the training pages mix in ``TrainingRun``): it calls
 ``_init_charts()`` first, places ``_build_metric_tree()`` and ``_build_chart_pane()`` in its
 layout, and provides ``store``, ``runs`` (run id -> run), ``status_line``, ``_show_details(ids)``
@@ -28,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.run_summary import parse_time
 from ..core.store import StoreError
 from .charts import PALETTE, ChartBoard
 from .runs_table import KIND_LABELS
@@ -42,6 +49,8 @@ DEFAULT_METRICS = {
 GROUP_ORDER = ["objective", "eval", "train", "loss", "policy", "val", "response", "generate"]
 EMPTY_TEXT = ("Select a run to chart its metrics.\n"
               "Select several (Ctrl- or Shift-click) to overlay them.")
+STEP_LABELS = {"generate": "pairs generated"}   # what a step is, by metric group
+TIME_LABEL = "seconds since the run started"
 
 
 def metric_group(name: str) -> str:
@@ -50,7 +59,9 @@ def metric_group(name: str) -> str:
 
 class RunCharts:
     def _init_charts(self) -> None:
-        self._points: dict[int, list[tuple[int, str, float]]] = {}   # charted runs' metrics
+        # charted runs' metrics: (step, name, value, time written)
+        self._points: dict[int, list[tuple[int, str, float, float]]] = {}
+        self._by_time: set[str] = set()           # metrics charted against time, not step
         self._markers: dict[int, int] = {}        # where each charted run's points end
         self._charted: list[int] = []
         self._chosen: set[str] = set()            # metrics the person ticked
@@ -117,11 +128,12 @@ class RunCharts:
     def _load(self, run_id: int) -> None:
         rows, marker = self.store.metrics_since(run_id, self._markers.get(run_id, 0))
         points = self._points.setdefault(run_id, [])
-        points.extend((r["step"], r["name"], r["value"]) for r in rows)
+        points.extend((r["step"], r["name"], r["value"], r["time"]) for r in rows)
         self._markers[run_id] = marker
 
     def metric_names(self) -> list[str]:
-        names = {name for run_id in self._charted for _, name, _ in self._points.get(run_id, [])}
+        names = {name for run_id in self._charted
+                 for _, name, *_ in self._points.get(run_id, [])}
         return sorted(names, key=lambda n: (GROUP_ORDER.index(metric_group(n))
                                             if metric_group(n) in GROUP_ORDER else 99,
                                             metric_group(n), n))
@@ -157,9 +169,10 @@ class RunCharts:
             except sqlite3.Error:
                 continue
             if self.board is not None:
-                for step, name, value in self._points[run_id][start:]:
+                for step, name, value, written in self._points[run_id][start:]:
                     if value is not None:
-                        self.board.add_point(f"{name}@{run_id}", step, value)
+                        self.board.add_point(f"{name}@{run_id}",
+                                             self._x(run_id, name, step, written), value)
         names = self.metric_names()
         if set(names) != before:
             # A metric appeared (e.g. the first evaluation): offer it, chart the defaults.
@@ -238,6 +251,32 @@ class RunCharts:
         return sorted(metrics, key=lambda n: (usual.index(n) if n in usual else len(usual),
                                               listed.index(n) if n in listed else 0))
 
+    def _x(self, run_id: int, name: str, step: int, written: float) -> float:
+        """Where a point goes across: its step, or for a metric charted against time the
+        seconds from its run's start to when it was written."""
+        if name not in self._by_time:
+            return step
+        return written - self._start_time(run_id)
+
+    def _start_time(self, run_id: int) -> float:
+        started = parse_time((self.runs.get(run_id) or {}).get("created_at"))
+        if started is not None:
+            return started.timestamp()
+        return min((p[3] for p in self._points.get(run_id, [])), default=0.0)
+
+    def _steps_repeat(self, name: str) -> bool:
+        """Whether a charted run has two points of ``name`` at the same step."""
+        for run_id in self._charted:
+            steps = [p[0] for p in self._points.get(run_id, []) if p[1] == name]
+            if len(steps) != len(set(steps)):
+                return True
+        return False
+
+    def _x_options(self, name: str) -> dict:
+        if name in self._by_time:
+            return {"x_label": TIME_LABEL, "integer_x": False}
+        return {"x_label": STEP_LABELS.get(name.split("/", 1)[0], "step"), "integer_x": True}
+
     def _build_charts(self, metrics: list[str]) -> None:
         metrics = self._ordered(metrics)
         if self.board is not None:
@@ -248,7 +287,8 @@ class RunCharts:
             self.board.deleteLater()
             self.board = None
         ids = self._charted
-        names_of = {r: {name for _, name, _ in self._points.get(r, [])} for r in ids}
+        names_of = {r: {name for _, name, *_ in self._points.get(r, [])} for r in ids}
+        self._by_time = {name for name in metrics if self._steps_repeat(name)}
         if not ids or not metrics:
             self.empty.setText(EMPTY_TEXT if not ids else
                                "This run has no stored metrics yet." if not self.metric_names()
@@ -258,7 +298,8 @@ class RunCharts:
             return
         self.empty.hide()
         layout = [(name, [(f"{name}@{r}", self._label(r), self._colour(r))
-                          for r in ids if name in names_of[r]], name) for name in metrics]
+                          for r in ids if name in names_of[r]], name, self._x_options(name))
+                  for name in metrics]
         columns = 1 if len(metrics) == 1 else 2 if len(metrics) <= 4 or len(ids) > 1 else 3
         self.board = ChartBoard(layout, columns=columns)
         for chart in self.board.charts:
@@ -272,9 +313,10 @@ class RunCharts:
         self.board.setMinimumHeight(rows * 240)
         self.chart_layout.addWidget(self.board)
         for run_id in ids:
-            for step, name, value in self._points.get(run_id, []):
+            for step, name, value, written in self._points.get(run_id, []):
                 if value is not None:
-                    self.board.add_point(f"{name}@{run_id}", step, value)
+                    self.board.add_point(f"{name}@{run_id}",
+                                         self._x(run_id, name, step, written), value)
         self.board.redraw_all()
         runs = ", ".join(self._label(r) for r in ids)
         self.chart_title.setText(f"{'Overlay of ' if len(ids) > 1 else ''}{runs}")

@@ -2,17 +2,32 @@
 
 A plain function of the runs (no widget state), so the page re-renders it whenever a run
 changes. Links are ``<a href='ID'>`` to other runs: the page's browser turns a click on one into
-selecting that run.
+selecting that run. A run's settings are listed by the names its form gives them ("Learning
+rate 0.0002"), nested settings (a generate run's sampling) under their own heading, never as
+the stored JSON.
 """
 
 from __future__ import annotations
 
 import html
+from dataclasses import fields
 from typing import Callable
 
+from ..core.config import EvalConfig, PPOConfig, RewardConfig, SamplingConfig
 from ..core.run_summary import run_seconds
 from .runs_table import KIND_LABELS, STATUS_COLOURS, fmt_time, parent_links
 from .training_run import duration
+
+CONFIGS = {"reward": RewardConfig, "ppo": PPOConfig, "eval": EvalConfig,
+           "generate": SamplingConfig}
+NESTED = {"sampling": SamplingConfig}
+# Settings a job records beside its config's fields.
+EXTRA_LABELS = {"base_model": "Base model", "model": "Model", "adapter": "Tuned policy",
+                "device": "Device", "source": "Started from", "judgments": "Judgments",
+                "policy_run_ids": "Policies in the data", "mode": "Judged by",
+                "a": "Policy A", "b": "Policy B", "reward_run_id": "Reward model run",
+                "prompt_source": "Prompts from", "prompts": "Prompts", "warnings": "Warnings",
+                "pairs": "Pairs asked for", "versus_base": "Tuned against base"}
 
 EMPTY_HTML = ("<p style='color:#6b7280'>Select a run to see its settings, result and "
               "files.</p>")
@@ -69,13 +84,56 @@ def _one_run(run: dict, runs_by_id: dict[int, dict]) -> str:
     config = run.get("config") or {}
     if config:
         items = "".join(
-            f"<tr><td style='color:#6b7280'>{html.escape(str(k))}</td>"
-            f"<td>{html.escape(_short(v))}</td></tr>" for k, v in sorted(config.items()))
+            f"<tr><td colspan='2' style='padding-top:6px'><b>{html.escape(label)}</b></td></tr>"
+            if value is None else
+            f"<tr><td style='color:#6b7280'>{html.escape(label)}</td>"
+            f"<td>{html.escape(value)}</td></tr>"
+            for label, value in settings_rows(run["kind"], config))
         parts.append("<p style='margin-top:8px'><b>Settings</b></p>"
                      f"<table cellpadding='1'>{items}</table>")
     return "".join(parts)
 
 
-def _short(value) -> str:
-    text = str(value)
+def _labels(config_type) -> dict[str, str]:
+    if config_type is None:
+        return {}
+    return {f.name: f.metadata.get("label") or f.name.replace("_", " ").capitalize()
+            for f in fields(config_type)}
+
+
+def settings_rows(kind: str, config: dict) -> list[tuple[str, str | None]]:
+    """(label, value) for each setting in the order it was stored; a nested group of settings
+    is a (heading, None) row followed by its own rows."""
+    labels = _labels(CONFIGS.get(kind)) | EXTRA_LABELS
+    rows: list[tuple[str, str | None]] = []
+    nested = []
+    for key, value in config.items():
+        label = labels.get(key) or key.replace("_", " ").capitalize()
+        if isinstance(value, dict) and "label" not in value:
+            nested.append((label, _labels(NESTED.get(key)), value))
+        else:
+            rows.append((label, setting_text(value)))
+    for heading, inner, values in nested:
+        rows.append((heading, None))
+        rows += [(inner.get(k) or k.replace("_", " ").capitalize(), setting_text(v))
+                 for k, v in values.items()]
+    return rows
+
+
+def setting_text(value) -> str:
+    """A setting as a person reads it: 0.0002 (not 0.00020000000000000001), yes/no, "—"."""
+    if value is None or value == [] or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):   # a policy of an evaluation: its label says it
+        return _short(str(value.get("label", value)))
+    if isinstance(value, list):
+        return _short(", ".join(setting_text(v) for v in value))
+    return _short(str(value))
+
+
+def _short(text: str) -> str:
     return text if len(text) <= 80 else text[:77] + "…"

@@ -6,6 +6,9 @@ the same metric on the same axes). Training jobs write metrics to SQLite as they
 own connection, so a running run is followed by re-reading only the points written since the
 last look (``Store.metrics_since``) on a ~1.5 s timer while the page is shown.
 
+Runs that stopped without leaving anything (a failed start: no metric, no files, no pair) are
+hidden unless "Show empty failed runs" is ticked; the summary says how many are hidden.
+
 This module is the page itself: its layout, reading the runs, the live timer and selection.
 The parts live beside it: ``runs_table`` (columns and what a row shows), ``runs_details`` (the
 details pane), ``runs_charts`` (metric chooser and charts) and ``runs_actions`` (export and
@@ -24,6 +27,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QKeySequence, QShortcut, QStandardItemModel
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QHBoxLayout,
     QLabel,
@@ -43,9 +47,12 @@ from .runs_charts import RunCharts
 from .runs_details import details_html
 from .runs_table import (  # noqa: F401 - parent_links, see above
     COLUMNS,
+    EMPTY_ROLE,
     ID_ROLE,
     KIND_LABELS,
+    STOPPED,
     fill_row,
+    left_nothing,
     make_proxy,
     make_table,
     parent_links,
@@ -74,7 +81,12 @@ class RunsPage(RunCharts, RunActions, QWidget):
             self.kind_filter.addItem(KIND_LABELS[kind].capitalize()
                                      if kind != "ppo" else "PPO", kind)
         self.kind_filter.currentIndexChanged.connect(self._apply_filter)
-        self.csv_button = QPushButton("Export metrics (CSV)…")
+        self.show_empty = QCheckBox("Show empty failed runs")
+        self.show_empty.setToolTip("Also list runs that failed, were cancelled or were "
+                                   "interrupted before they left anything: no metric, no files, "
+                                   "no pair.")
+        self.show_empty.toggled.connect(self._show_empty_toggled)
+        self.csv_button = QPushButton("Export CSV…")
         self.csv_button.setToolTip("Write the stored metrics of the selected runs to a CSV file "
                                    "(columns run_id, step, name, value).")
         self.csv_button.clicked.connect(lambda: self.export_csv())
@@ -89,9 +101,10 @@ class RunsPage(RunCharts, RunActions, QWidget):
         top.addStretch(1)
         top.addWidget(QLabel("Show"))
         top.addWidget(self.kind_filter)
+        top.addSpacing(8)
+        top.addWidget(self.show_empty)
         top.addSpacing(12)
-        for button in (self.csv_button, self.delete_button, self.refresh_button):
-            top.addWidget(button)
+        top.addWidget(self.refresh_button)
 
         # -- the table ------------------------------------------------------------------------
         self.model = QStandardItemModel(0, len(COLUMNS), self)
@@ -118,7 +131,12 @@ class RunsPage(RunCharts, RunActions, QWidget):
         lv.setContentsMargins(0, 0, 0, 0)
         details_title = QLabel("Details")
         details_title.setObjectName("paneTitle")
-        lv.addWidget(details_title)
+        # What acts on the selected runs sits over what describes them.
+        title_row = QHBoxLayout()
+        title_row.addWidget(details_title, 1)
+        title_row.addWidget(self.csv_button)
+        title_row.addWidget(self.delete_button)
+        lv.addLayout(title_row)
         lv.addWidget(self.details, 3)
         lv.addWidget(metrics_title)
         lv.addWidget(metric_tree, 2)
@@ -136,8 +154,12 @@ class RunsPage(RunCharts, RunActions, QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
         split.addWidget(bottom)
-        split.setStretchFactor(1, 1)
-        split.setSizes([260, 540])
+        # A third for the table, the rest for details and charts, at any window height.
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 2)
+        split.setSizes([240, 480])
+        split.setChildrenCollapsible(False)
+        self.table.setMinimumHeight(110)
         self.status_line = QLabel("")
         self.status_line.setObjectName("statusLine")
         self.status_line.setWordWrap(True)
@@ -168,14 +190,26 @@ class RunsPage(RunCharts, RunActions, QWidget):
         self._rows = {}
         for run in runs:
             self._rows[run["id"]] = self.model.rowCount()
-            self.model.appendRow(row_items(run, finals[run["id"]], self.runs))
+            items = row_items(run, finals[run["id"]], self.runs)
+            items[0].setData(self._left_nothing(run, finals[run["id"]]), EMPTY_ROLE)
+            self.model.appendRow(items)
         self.table.setSortingEnabled(True)
         self._update_summary()
-        if not selected and self._first_refresh and runs:
-            selected = [runs[-1]["id"]]  # open the newest run to start with
+        shown = [r["id"] for r in runs if self.show_empty.isChecked()
+                 or not self.model.item(self._rows[r["id"]], 0).data(EMPTY_ROLE)]
+        if not selected and self._first_refresh and shown:
+            selected = [shown[-1]]  # open the newest run to start with
         self._first_refresh = False
         self.select_runs([i for i in selected if i in self.runs], quiet=True)
         self._sync_timer()
+
+    def _left_nothing(self, run: dict, final: dict) -> bool:
+        if run["status"] not in STOPPED or final or run.get("artifact"):
+            return False   # the common case answers without another query
+        try:
+            return left_nothing(run, final, self.store.run_has_pairs(run["id"]))
+        except (StoreError, sqlite3.Error):
+            return False
 
     def _update_summary(self) -> None:
         running = sum(r["status"] == "running" for r in self.runs.values())
@@ -183,7 +217,15 @@ class RunsPage(RunCharts, RunActions, QWidget):
         text = f"{n} run{'s' * (n != 1)}" if n else "No runs yet"
         if running:
             text += f" · {running} running"
+        hidden = 0 if self.show_empty.isChecked() else sum(
+            bool(self.model.item(row, 0).data(EMPTY_ROLE)) for row in self._rows.values())
+        if hidden:
+            text += f" · {hidden} hidden"   # the box beside it says which and shows them
         self.summary.setText(text)
+
+    def _show_empty_toggled(self, show: bool) -> None:
+        self.proxy.set_show_empty(show)
+        self._update_summary()
 
     def _apply_filter(self) -> None:
         kind = self.kind_filter.currentData() or ""
@@ -227,6 +269,7 @@ class RunsPage(RunCharts, RunActions, QWidget):
             row = self._rows[run_id]
             fill_row([self.model.item(row, c) for c in range(len(COLUMNS))], run, final,
                      self.runs)
+            self.model.item(row, 0).setData(self._left_nothing(run, final), EMPTY_ROLE)
         self._update_summary()
         charted = [r for r in self._charted if self.runs[r]["status"] == "running"
                    or r in reload]

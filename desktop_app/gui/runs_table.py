@@ -3,7 +3,9 @@
 Kept apart from the page so that what a row says (status, duration, key result, the runs it was
 made from) reads, and is tested, without the charts or the actions around it. The page owns the
 model and refills rows through ``row_items`` / ``fill_row``; sorting and the kind filter go
-through a proxy on hidden roles, so the shown text never has to sort right.
+through a proxy on hidden roles, so the shown text never has to sort right. The proxy also
+hides runs that stopped (failed, cancelled, interrupted) without leaving anything: no metric, no
+files, no pair; the page has a box to show them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from .training_run import duration
 COLUMNS = ("ID", "Kind", "Status", "Started", "Duration", "Result", "Parents")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ID_ROLE = Qt.ItemDataRole.UserRole + 2
+EMPTY_ROLE = Qt.ItemDataRole.UserRole + 3     # on column 0: a stopped run that left nothing
+STOPPED = ("failed", "cancelled", "interrupted")
 STATUS_COLOURS = {"running": "#2563eb", "completed": "#15803d", "failed": "#b91c1c",
                   "cancelled": "#6b7280", "judging": "#b45309",
                   "interrupted": "#c2410c"}
@@ -92,12 +96,40 @@ def fill_row(items: list[QStandardItem], run: dict, final: dict[str, float],
         items[5].setToolTip(run["error"])
 
 
+def left_nothing(run: dict, final: dict[str, float], has_pairs: bool) -> bool:
+    """A run that stopped without a metric, an artifact or a pair: a failed start, nothing to
+    look at (``has_pairs``: whether any response was stored for it)."""
+    return (run["status"] in STOPPED and not final and not run.get("artifact")
+            and not has_pairs)
+
+
 # -- the view ----------------------------------------------------------------------------------
 
-def make_proxy(model, parent) -> QSortFilterProxyModel:
+class RunsProxy(QSortFilterProxyModel):
+    """The kind filter (on ``ID_ROLE`` of column 1) and, unless ``show_empty``, no rows whose
+    ``EMPTY_ROLE`` is set."""
+
+    show_empty = False
+
+    def set_show_empty(self, show: bool) -> None:
+        if hasattr(self, "beginFilterChange"):   # Qt 6.9 and later
+            self.beginFilterChange()
+            self.show_empty = show
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self.show_empty = show
+            self.invalidateRowsFilter()
+
+    def filterAcceptsRow(self, row: int, parent) -> bool:
+        if not self.show_empty and self.sourceModel().index(row, 0, parent).data(EMPTY_ROLE):
+            return False
+        return super().filterAcceptsRow(row, parent)
+
+
+def make_proxy(model, parent) -> RunsProxy:
     """Sorts on ``SORT_ROLE`` (numbers, not their text) and filters the Kind column on its raw
     kind in ``ID_ROLE`` (not its label)."""
-    proxy = QSortFilterProxyModel(parent)
+    proxy = RunsProxy(parent)
     proxy.setSourceModel(model)
     proxy.setSortRole(SORT_ROLE)
     proxy.setFilterKeyColumn(1)

@@ -79,7 +79,7 @@ def test_card_gathers_runs_settings_metrics_and_judgments(workspace):
     assert "# tuned-tiny" in card
     assert "- path: `/models/tiny`" in card
     assert "reward model trained on 2 judged pairs, validated on 1" in card
-    assert "judgments in the workspace at export: 3 (2 with a winner, 1 ties)" in card
+    assert "judgments in the workspace at export: 3 (2 with a winner, 1 tie)" in card
     assert f"## Reward model: run {reward}" in card and f"## PPO: run {ppo}" in card
     assert "| eval/accuracy | 0.875 |" in card and "| eval/loss | 0.41 |" in card
     assert "| objective/scores | 0.75 |" in card and "| objective/kl | 0.125 |" in card

@@ -61,7 +61,7 @@ def test_export_button_offers_every_format(page, store, tmp_path, monkeypatch):
     rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     assert rows == [{"prompt": "Say hi.", "chosen": "Hi!", "rejected": "Go."}]
     kind, text = page.shown[-1]
-    assert kind == "info" and "Wrote 1 pairs" in text and "1 ties were left out" in text
+    assert kind == "info" and "Wrote 1 pair to" in text and "1 tie was left out" in text
 
 
 @pytest.mark.parametrize("label, name, check", [
@@ -78,7 +78,7 @@ def test_filter_picks_the_format_and_ties_can_be_included(page, store, tmp_path,
     answer_ties(monkeypatch, yes=True)
     page.export_dialog()
     assert check((tmp_path / name).read_text(encoding="utf-8"))
-    assert "Wrote 2 pairs" in page.shown[-1][1] and "1 of them are ties" in page.shown[-1][1]
+    assert "Wrote 2 pairs" in page.shown[-1][1] and "1 of them is a tie" in page.shown[-1][1]
 
 
 def test_nothing_judged_and_failed_export(page, store, tmp_path, monkeypatch):

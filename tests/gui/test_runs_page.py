@@ -18,6 +18,8 @@ from desktop_app.gui.runs_page import (
     run_seconds,
 )
 
+from .page_data import spread_metric_times
+
 
 def _stamp(minutes_ago: float) -> str:
     return (datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)).isoformat()
@@ -139,6 +141,8 @@ def test_row_texts():
     final = {"objective/scores": 0.615, "objective/kl": 1.923}
     assert key_metric({"kind": "ppo"}, final) == ("score +0.615 · KL 1.923", 0.615)
     assert key_metric({"kind": "reward"}, {"eval/accuracy": 0.9167})[0] == "val accuracy 0.917"
+    assert key_metric({"kind": "reward"}, {"eval/accuracy": 0.75, "eval/pairs": 4.0})[0] == \
+        "val accuracy 0.750 on 4 pairs"
     assert key_metric({"kind": "eval"}, {"eval/win_rate": 0.625, "eval/ci_low": 0.41,
                                          "eval/ci_high": 0.8, "eval/n": 24})[0] == \
         "win rate 62% (95% CI 41%–80%, n = 24)"
@@ -355,7 +359,8 @@ def test_delete_eval_run_removes_its_pairs(page, store, runs, monkeypatch):
                         or QMessageBox.StandardButton.Yes)
     page.select_runs([runs["eval"]])
     page.delete_selected()
-    assert "1 evaluation pairs" in questions[0] and "2 generated responses" in questions[0]
+    assert "1 evaluation pair and its judgment" in questions[0]
+    assert "2 generated responses" in questions[0]
     assert store.db.execute("SELECT COUNT(*) FROM comparisons").fetchone()[0] == 1
     assert store.db.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 2
 
@@ -382,3 +387,70 @@ def test_runs_page_in_the_sidebar(window, runs):
     assert window.pages.currentWidget() is window.runs_page
     assert window.runs_page.model.rowCount() == len(runs)
     assert window.runs_page.timer.isActive()
+
+
+def test_generate_metrics_are_charted_against_pairs_or_seconds(page, store, runs):
+    from desktop_app.gui.runs_charts import TIME_LABEL
+    # As the Judge page records generation: one point per batch, at the run's pair count.
+    new = store.create_run("generate", {"model": "/models/m"})
+    store.add_metrics(new, [(8, "generate/tokens_per_s", 410.0),
+                            (16, "generate/tokens_per_s", 395.5),
+                            (24, "generate/tokens_per_s", 402.0)])
+    store.finish_run(new, "completed")
+    # As it was recorded before: every batch at step 0, apart only in when it was written.
+    old = store.create_run("generate", {"model": "/models/m"})
+    store.add_metrics(old, [(0, "generate/tokens_per_s", v) for v in (300.0, 320.0, 310.0)])
+    store.finish_run(old, "completed")
+    _set_times(store, old, 10, 1)
+    spread_metric_times(store, old, first=5, every=5)
+    page.refresh()
+
+    page.select_runs([new])
+    chart = next(c for c in page.board.charts if c.metric_name == "generate/tokens_per_s")
+    x, y = chart.raw_curves[f"generate/tokens_per_s@{new}"].getData()
+    assert list(x) == [8, 16, 24] and list(y) == [410.0, 395.5, 402.0]
+    assert chart.getAxis("bottom").labelText == "pairs generated"
+
+    page.select_runs([old])
+    chart = next(c for c in page.board.charts if c.metric_name == "generate/tokens_per_s")
+    x, _ = chart.raw_curves[f"generate/tokens_per_s@{old}"].getData()
+    assert list(x) == pytest.approx([5, 10, 15])   # a curve, not a vertical line at step 0
+    assert chart.getAxis("bottom").labelText == TIME_LABEL
+
+
+def test_empty_failed_runs_are_hidden_unless_asked_for(page, store, runs):
+    empty = store.create_run("generate", {"model": "/models/m"})
+    store.finish_run(empty, "failed", error="CUDA out of memory")
+    with_pairs = store.create_run("generate", {"model": "/models/m"})
+    pid = store.add_prompt("A prompt")
+    store.add_pairs([(pid, GenerationIn("a", "m", run_id=with_pairs),
+                      GenerationIn("b", "m", run_id=with_pairs))])
+    store.finish_run(with_pairs, "failed", error="stopped half-way")
+    page.refresh()
+    shown = [r[0] for r in _table(page)]
+    assert f"#{empty}" not in shown
+    assert f"#{with_pairs}" in shown and f"#{runs['failed']}" in shown  # they left something
+    assert page.summary.text().endswith("· 1 hidden")
+    page.show_empty.setChecked(True)
+    assert f"#{empty}" in [r[0] for r in _table(page)]
+    assert "hidden" not in page.summary.text()
+
+
+def test_settings_read_as_a_list_not_a_dict(page, store, runs):
+    run = store.create_run("generate", {"model": "/models/m", "adapter": None,
+                                        "sampling": {"temperature": 0.9, "top_p": 0.95,
+                                                     "max_new_tokens": 128},
+                                        "source": "gui"})
+    store.add_metrics(run, [(4, "generate/tokens_per_s", 100.0)])
+    store.finish_run(run, "completed")
+    page.refresh()
+    page.select_runs([run])
+    text = page.details.toPlainText()
+    assert "{" not in text and "'" not in text and "None" not in text
+    for shown in ("Model", "/models/m", "Sampling", "Temperature", "0.9", "Top-p",
+                  "Max new tokens", "128"):
+        assert shown in text
+    page.select_runs([runs["reward"]])
+    text = page.details.toPlainText()
+    assert "Learning rate" in text or "learning_rate" not in text
+    assert "Epochs" in text and "8.0" not in text
