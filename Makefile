@@ -23,8 +23,11 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[test]"
 	touch $@
 
-# Builds the demo workspace the first time (a small model trained on CPU), then opens the GUI.
-run: setup
+# Checks Qt's system libraries first (before minutes of installing), sets up, then opens the
+# demo workspace (its small model ships in resources/demo-model and is copied on first start).
+run:
+	$(PYTHON) packaging/check_system_libs.py
+	$(MAKE) setup
 	$(BIN)/rlhf-desk demo
 
 test: setup

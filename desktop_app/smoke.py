@@ -171,6 +171,9 @@ def _main_window(state: dict) -> str:
 
         window.close()
         wait(lambda: not window.isVisible(), "the window to close", 60)
+        # The app ends its process here and leaves a scan behind; the smoke test goes on.
+        from .gui.jobs import running_jobs
+        wait(lambda: not running_jobs(), "background jobs to end", 60)
         QCoreApplication.processEvents()
         pages = window.sidebar.count()
         window.deleteLater()

@@ -61,6 +61,11 @@ def _inside(path: Path, root: Path) -> Path | None:
     return None
 
 
+def run_dir(runs_dir: str | os.PathLike, run_id: int, kind: str) -> Path:
+    """The folder of run ``run_id`` of ``kind``: ``runs/0012-ppo``."""
+    return Path(runs_dir) / f"{int(run_id):04d}-{kind}"
+
+
 def run_folders(runs_dir: str | os.PathLike, run: dict) -> tuple[list[Path], list[Path]]:
     """(folders of ``run`` under ``runs_dir`` that exist, artifacts of it kept because they lie
     outside ``runs_dir`` or in a folder that is not this run's)."""

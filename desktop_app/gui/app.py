@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
+from .. import __version__
 from ..core.store import Store
 from ..core.workspace import Workspace
+from .jobs import running_jobs
+
+log = logging.getLogger("rlhf-desk")
 
 APP_ID = "io.github.rlhfdesk.RLHFDesk"
 
@@ -49,7 +54,24 @@ def _log_to_workspace(workspace: Workspace) -> None:
     logs.mkdir(exist_ok=True)
     handler = logging.FileHandler(logs / "rlhf-desk.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler, logging.StreamHandler()])
+    terminal = logging.StreamHandler()
+    terminal.setFormatter(_OneLine("%(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler, terminal])
+
+
+class _OneLine(logging.Formatter):
+    """The terminal gets one line per record; tracebacks stay in the log file."""
+
+    def formatException(self, ei) -> str:  # noqa: N802 - logging's name
+        return ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.exc_text = ""
+        saved, record.exc_info = record.exc_info, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info = saved
 
 
 def _install_excepthook(workspace: Workspace) -> None:
@@ -68,58 +90,112 @@ def _install_excepthook(workspace: Workspace) -> None:
     sys.excepthook = hook
 
 
-def warm_up_imports() -> None:
+def warm_up_imports():
     """Import the training stack on a background thread while the app is idle.
 
     A first import executes module code and initialises C extensions while holding the GIL
-    (transformers + peft: ~150 ms here); done lazily when the user presses "Train", that would
-    freeze the UI thread for that long."""
+    (torch + transformers + peft: seconds on a small machine); done on the UI thread it would
+    freeze the window. It goes through ``ml.stack`` so it never races the first model's
+    inspection and loading, which start at the same moment."""
     import threading
 
     def work() -> None:
+        from ..ml.stack import import_stack
         try:
-            import peft  # noqa: F401
-            from transformers import (  # noqa: F401
-                AutoModelForCausalLM,
-                AutoModelForSequenceClassification,
-            )
-        except Exception:  # noqa: BLE001, S110 - a failure here resurfaces, with a message, on use
-            pass
+            import_stack()
+            log.info("ML stack imported in %.1f s", _stack_seconds())
+        except Exception:  # noqa: BLE001 - each job that needs the stack reports it, with a message
+            log.exception("importing the ML stack failed")
 
-    threading.Thread(target=work, name="warm-up-imports", daemon=True).start()
+    thread = threading.Thread(target=work, name="warm-up-imports", daemon=True)
+    thread.start()
+    return thread
+
+
+def _stack_seconds() -> float:
+    from ..ml import stack
+    return stack.seconds
 
 
 def _close_on_ctrl_c(window) -> None:
     """Ctrl+C in the terminal closes the window the normal way (current batch kept, runs
-    closed). Python only runs signal handlers between bytecodes, so a timer gives it a turn."""
+    closed). Python only runs signal handlers between bytecodes, so a timer gives it a turn.
+    The close is queued: a Ctrl+C that arrives before the event loop runs closes the window as
+    soon as it does, and closing the last window ends the loop."""
     import signal
 
     from PySide6.QtCore import QTimer
 
-    signal.signal(signal.SIGINT, lambda *_: window.close())
+    def on_sigint(*_) -> None:
+        log.info("Ctrl+C: closing the window")
+        QTimer.singleShot(0, window.close)
+
+    signal.signal(signal.SIGINT, on_sigint)
     timer = QTimer(window)
     timer.timeout.connect(lambda: None)
     timer.start(250)
 
 
 def run_gui(workspace: Workspace, model: str | None = None) -> int:
-    """Open the main window; load ``model`` (or the workspace's last model) in the background."""
+    """Open the main window at once; import the ML stack and load ``model`` (or the workspace's
+    last model) in the background, so the window paints and stays responsive meanwhile.
+    (cli.py has called ``gui.start.exit_on_ctrl_c`` before importing this module.)"""
+    from .start import exit_on_ctrl_c
+    exit_on_ctrl_c()
     _log_to_workspace(workspace)
-    app = create_app()
-    _install_excepthook(workspace)
-    from .main_window import MainWindow
-    store = Store(workspace.db_path)
-    store.mark_interrupted_runs()
-    window = MainWindow(workspace, store)
-    window.show()
+    log.info("RLHF Desk %s starting on %s", __version__, workspace.root)
+    try:
+        app = create_app()
+        _install_excepthook(workspace)
+        from .main_window import MainWindow
+        store = Store(workspace.db_path)
+        store.mark_interrupted_runs()
+        window = MainWindow(workspace, store)
+    except Exception as exc:
+        log.exception("start-up failed")
+        if running_jobs():
+            # A page had started a background job: Qt would abort on tearing its thread
+            # down, so say the one line here and end now.
+            from ..cli import _message
+            print(f"rlhf-desk: error: {_message(exc)}".splitlines()[0], file=sys.stderr,
+                  flush=True)
+            logging.shutdown()
+            os._exit(1)
+        exc.logged = True  # cli.main need not log it again
+        raise
     _close_on_ctrl_c(window)
-    warm_up_imports()
+    window.show()
+    app.processEvents()  # paint the window before anything else happens
+    warm_up = warm_up_imports()
     model = model or workspace.load_settings().get("last_model")
     if model:
-        window.models_page.select_path(model)
-        if window.models_page.info is not None:
-            window.models_page.load_path(model)
+        window.models_page.open_at_start(model)
+    code = 1
     try:
-        return app.exec()
+        # A Ctrl+C handled inside processEvents above closed the window before the event loop
+        # ran: Qt's quit-on-last-window-closed does nothing then, and exec() would wait
+        # forever behind no window.
+        code = app.exec() if window.isVisible() else 0
     finally:
-        store.close()
+        _leave(store, warm_up, code)
+    return code  # not reached: _leave ends the process
+
+
+def _leave(store: Store, warm_up, code: int = 0) -> None:
+    """After the window closed, end the process at once. Pages have stopped their jobs by now
+    (training saved what it had, generation kept its finished pairs and closed its run), and
+    every judgment was committed when it was made. What may still run holds no data worth
+    waiting for: a model still loading, the first import of the ML stack. Qt aborts when a
+    running thread is torn down, and the interpreter's own teardown of Qt and torch took 11 s
+    on a busy machine, so the process exits here instead of returning."""
+    busy = [job.name for job in running_jobs()]
+    if warm_up is not None and warm_up.is_alive():
+        busy.append("warm-up-imports")
+    store.close()
+    if busy:
+        log.info("leaving while %s still run(s)", ", ".join(busy))
+    log.info("RLHF Desk closed")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -47,9 +47,9 @@ class _Runner(QObject):
     failed = Signal(str)
     cancelled = Signal()
 
-    def __init__(self, fn: JobFn, stop: StopToken):
+    def __init__(self, fn: JobFn, stop: StopToken, needs_stack: bool):
         super().__init__()
-        self._fn, self._stop = fn, stop
+        self._fn, self._stop, self._needs_stack = fn, stop, needs_stack
 
     @Slot()
     def run(self) -> None:
@@ -62,6 +62,10 @@ class _Runner(QObject):
 
     def _run(self) -> None:
         try:
+            if self._needs_stack:
+                # The first import of transformers must not race another thread's (ml.stack).
+                from ..ml.stack import import_stack
+                import_stack()  # a stop asked for meanwhile is the function's to notice
             result = self._fn(self.event.emit, self._stop)
         except Cancelled:
             self.cancelled.emit()
@@ -74,8 +78,19 @@ class _Runner(QObject):
             self.succeeded.emit(result)
 
 
+_running: set[Job] = set()
+
+
+def running_jobs() -> list[Job]:
+    """Jobs started and not yet ended (their threads may still be working)."""
+    return [job for job in _running if job.running]
+
+
 class Job(QObject):
-    """One background job. Connect the signals, then ``start()``; ``cancel()`` asks it to stop."""
+    """One background job. Connect the signals, then ``start()``; ``cancel()`` asks it to stop.
+
+    ``needs_stack`` (the default) imports the ML stack first, through ``ml.stack``; a job that
+    only touches files and the database can say False and start at once."""
 
     event = Signal(object)       # core.events.Progress / Log / Metric
     succeeded = Signal(object)   # the function's return value
@@ -83,13 +98,14 @@ class Job(QObject):
     cancelled = Signal()
     finished = Signal()          # after any of the three above
 
-    def __init__(self, fn: JobFn, parent: QObject | None = None, name: str = "job"):
+    def __init__(self, fn: JobFn, parent: QObject | None = None, name: str = "job",
+                 needs_stack: bool = True):
         super().__init__(parent)
         self.name = name
         self.stop_token = StopToken()
         self._thread = QThread()
         self._thread.setObjectName(name)
-        self._runner = _Runner(fn, self.stop_token)
+        self._runner = _Runner(fn, self.stop_token, needs_stack)
         self._runner.moveToThread(self._thread)
         self._thread.started.connect(self._runner.run)
         self._runner.event.connect(self.event)
@@ -100,6 +116,7 @@ class Job(QObject):
 
     def start(self) -> None:
         self._running = True
+        _running.add(self)
         self._thread.start()
 
     @property
@@ -117,6 +134,7 @@ class Job(QObject):
         self._thread.quit()
         self._thread.wait()
         self._running = False
+        _running.discard(self)
 
     def _on_succeeded(self, result: object) -> None:
         self._end()

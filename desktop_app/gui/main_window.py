@@ -70,6 +70,10 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(QLabel(f"v{__version__}"))
 
         self.models_page.model_loaded.connect(self._on_model_loaded)
+        self.models_page.load_started.connect(
+            lambda name: self.model_status.setText(f"Loading {name}…"))
+        self.models_page.load_failed.connect(
+            lambda _: self.model_status.setText("No model loaded (see the Models page)"))
         self.prompts_page.prompts_changed.connect(self._on_prompts_changed)
         self.judge_page.judged.connect(self._mark_prompts_stale)
         for page in (self.reward_page, self.ppo_page, self.evaluate_page):
@@ -85,7 +89,10 @@ class MainWindow(QMainWindow):
 
     def show_page(self, name: str) -> None:
         names = [self.sidebar.item(i).text() for i in range(self.sidebar.count())]
-        self.sidebar.setCurrentRow(names.index(name))
+        if self.sidebar.currentRow() == names.index(name):
+            self._show_page(names.index(name))  # already there: still refresh and focus it
+        else:
+            self.sidebar.setCurrentRow(names.index(name))
 
     def _show_page(self, row: int) -> None:
         self.pages.setCurrentIndex(row)
@@ -176,8 +183,10 @@ class MainWindow(QMainWindow):
         self.playground_page.shutdown()
         self.judge_page.queue.shutdown()
         self.judge_page.order_box.shutdown()
+        # Loading and scanning hold no data: they are asked to stop and left behind (a first
+        # import or a large checkpoint being read cannot stop at once); gui.app ends the
+        # process without waiting for them.
         for job in (self.models_page.load_job, self.models_page.scan_job):
             if job is not None and job.running:
                 job.cancel()
-                job.wait(60000)
         super().closeEvent(event)

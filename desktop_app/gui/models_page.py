@@ -6,9 +6,10 @@ discovery and loading run as background jobs. Nothing is ever downloaded.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -31,6 +32,8 @@ from ..core.events import Progress
 from ..core.workspace import Workspace
 from .jobs import Job
 
+log = logging.getLogger("rlhf-desk")
+
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 DTYPES = ["auto", "bfloat16", "float16", "float32"]
 
@@ -41,6 +44,8 @@ def _gib(n: int) -> str:
 
 class ModelsPage(QWidget):
     model_loaded = Signal(object)   # ml.model_loader.LoadedModel
+    load_started = Signal(str)      # the model's folder name
+    load_failed = Signal(str)       # a one-line message
 
     def __init__(self, workspace: Workspace, parent: QWidget | None = None):
         super().__init__(parent)
@@ -99,6 +104,7 @@ class ModelsPage(QWidget):
 
         box = QGroupBox("Selected model")
         form = QFormLayout(box)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
         form.addRow(self.details)
         form.addRow("Device", self.device_box)
         form.addRow("Precision", self.dtype_box)
@@ -114,7 +120,9 @@ class ModelsPage(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.tree, 1)
         layout.addWidget(box)
-        self.rescan()
+        # Once the event loop runs, not while the window is being built: the scan waits for
+        # the ML stack's first import, which competes with building the window for the GIL.
+        QTimer.singleShot(0, self.rescan)
 
     # -- discovery -------------------------------------------------------------------------
 
@@ -136,8 +144,18 @@ class ModelsPage(QWidget):
         self.scan_job.start()
 
     def _fill_tree(self, entries) -> None:
+        from ..ml.model_discovery import ModelEntry
+
         selected = self.info.path if self.info else None
         self.tree.clear()
+        # Models opened by folder (the dialog, --model, the last session's model) are listed
+        # too: a loaded model missing from the list would look like an error.
+        known = {Path(e.path).resolve() for e in entries}
+        for path in self.opened_models():
+            if Path(path).resolve() not in known and (Path(path) / "config.json").is_file():
+                known.add(Path(path).resolve())
+                entries = [*entries, ModelEntry(name=Path(path).name, path=path,
+                                                source="opened")]
         for entry in entries:
             item = QTreeWidgetItem([entry.name, entry.source, entry.path])
             item.setData(0, Qt.ItemDataRole.UserRole, entry.path)
@@ -147,6 +165,13 @@ class ModelsPage(QWidget):
         plural = "" if len(entries) == 1 else "s"
         self.scan_label.setText(f"{len(entries)} model{plural} found" if entries else
                                 "No models found: open a model folder, or add a folder to scan.")
+
+    def _tree_has(self, path: str) -> bool:
+        for i in range(self.tree.topLevelItemCount()):
+            item_path = self.tree.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole)
+            if Path(item_path).resolve() == Path(path).resolve():
+                return True
+        return False
 
     def add_scan_folder_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder that holds model folders")
@@ -167,26 +192,60 @@ class ModelsPage(QWidget):
     # -- inspection ------------------------------------------------------------------------
 
     def select_path(self, path: str | None) -> None:
+        """Inspect ``path`` (config and weight headers only) and show what it needs."""
         from ..ml.model_inspect import ModelFolderError, inspect_model_folder
         if not path:
             return
-        self.info = None
-        self.message.setText("")
-        trusted = path in self.workspace.load_settings().get("trusted_models", [])
         try:
-            self.info = inspect_model_folder(path, trust_remote_code=trusted)
+            info = inspect_model_folder(path, trust_remote_code=self._trusted(path))
         except ModelFolderError as exc:
-            needs_code = "remote code" in str(exc)
+            self._show_inspection(path, None, str(exc))
+        else:
+            self._show_inspection(path, info, None)
+
+    def open_at_start(self, path: str) -> None:
+        """Inspect and load ``path`` in the background: at start-up nothing on the UI thread
+        may wait for the ML stack's first import, or the window would stay black meanwhile."""
+        from ..ml.model_inspect import inspect_model_folder
+        trusted = self._trusted(path)
+        self._pending_path = path
+        self.details.setText(f"<b>{Path(path).name}</b><br>{path}")
+        job = Job(lambda emit, stop: inspect_model_folder(path, trust_remote_code=trusted),
+                  self, name="inspect-model")
+        job.succeeded.connect(lambda info: self._inspected_at_start(path, info))
+        job.failed.connect(lambda message: self._inspect_failed_at_start(path, message))
+        self._begin_loading(job, f"Loading {Path(path).name}…")
+        self.load_started.emit(Path(path).name)
+
+    def _inspected_at_start(self, path: str, info) -> None:
+        self._load_ended("")
+        self._show_inspection(path, info, None)
+        if info.needs_remote_code and not self.trust_box.isChecked():
+            return  # the person must allow its code first: the page says so
+        self.load_path(path)
+
+    def _inspect_failed_at_start(self, path: str, message: str) -> None:
+        self._load_ended("")
+        self._show_inspection(path, None, message)
+        self.load_failed.emit(message)
+
+    def _trusted(self, path: str) -> bool:
+        return path in self.workspace.load_settings().get("trusted_models", [])
+
+    def _show_inspection(self, path: str, info, error: str | None) -> None:
+        self.info = info
+        self._pending_path = path
+        self.message.setText("")
+        if info is None:
+            needs_code = "remote code" in (error or "")
             self.trust_box.setEnabled(needs_code)
             self.trust_box.setChecked(False)
-            self._pending_path = path
             self.details.setText(f"<b>{Path(path).name}</b><br>{path}")
-            self._error(str(exc))
+            self._error(error or "")
             self.load_button.setEnabled(needs_code)
             return
-        self._pending_path = path
-        self.trust_box.setEnabled(self.info.needs_remote_code)
-        self.trust_box.setChecked(trusted)
+        self.trust_box.setEnabled(info.needs_remote_code)
+        self.trust_box.setChecked(self._trusted(path))
         self.load_button.setEnabled(True)
         self._show_details()
 
@@ -236,18 +295,24 @@ class ModelsPage(QWidget):
                               trust_remote_code=trust_remote_code, emit=emit, stop=stop,
                               adapter=adapter, versus_base=versus_base)
 
-        self.load_job = Job(work, self, name="load-model")
-        self.load_job.event.connect(self._on_load_event)
-        self.load_job.succeeded.connect(self._on_loaded)
-        self.load_job.failed.connect(self._on_load_failed)
-        self.load_job.cancelled.connect(lambda: self._load_ended("Loading cancelled."))
+        job = Job(work, self, name="load-model")
+        job.event.connect(self._on_load_event)
+        job.succeeded.connect(self._on_loaded)
+        job.failed.connect(self._on_load_failed)
+        self._begin_loading(job, f"Loading {Path(path).name}"
+                            + (f" with the adapter {adapter}…" if adapter else "…"))
+        self.load_started.emit(Path(path).name)
+
+    def _begin_loading(self, job: Job, text: str) -> None:
+        """Start ``job`` as the page's one loading job: Cancel and closing the window stop it."""
+        job.cancelled.connect(lambda: self._load_ended("Loading cancelled."))
+        self.load_job = job
         self.load_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.message.setStyleSheet("")
-        self.message.setText(f"Loading {Path(path).name}"
-                             + (f" with the adapter {adapter}…" if adapter else "…"))
+        self.message.setText(text)
         self.progress.setRange(0, 0)
-        self.load_job.start()
+        job.start()
 
     def _on_load_event(self, event) -> None:
         if isinstance(event, Progress):
@@ -257,18 +322,32 @@ class ModelsPage(QWidget):
             self.progress.setFormat(event.message)
             self.message.setText(event.message)
 
+    def opened_models(self) -> list[str]:
+        settings = self.workspace.load_settings()
+        opened = list(settings.get("opened_models", []))
+        last = settings.get("last_model")
+        return opened + ([last] if last and last not in opened else [])
+
     def _on_loaded(self, lm) -> None:
+        log.info("model loaded: %s%s on %s", lm.path, f" + {lm.adapter}" if lm.adapter else "",
+                 lm.device.label())
         self.loaded_path = lm.path
         settings = self.workspace.load_settings()
         settings["last_model"] = lm.path
+        opened = [p for p in settings.get("opened_models", []) if p != lm.path]
+        settings["opened_models"] = [lm.path, *opened][:20]
         self.workspace.save_settings(settings)
+        if not self._tree_has(lm.path):
+            self.rescan()
         self._load_ended(f"Loaded {lm.info.name}" + (f" + {lm.adapter}" if lm.adapter else "")
                          + f" on {lm.device.label()}.")
         self.model_loaded.emit(lm)
 
     def _on_load_failed(self, message: str) -> None:
+        log.warning("loading a model failed: %s", message)
         self._load_ended("")
         self._error(message)
+        self.load_failed.emit(message)
 
     def _load_ended(self, text: str) -> None:
         self.progress.setRange(0, 1)

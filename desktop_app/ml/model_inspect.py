@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from .stack import import_stack
+
 # Weights in memory are not the whole story: activations and the KV cache of a generation batch
 # come on top. 25% is a rule of thumb for paired generation at modest batch sizes and lengths;
 # it lets us refuse hopeless loads early, not promise that a borderline one will fit.
@@ -80,6 +82,7 @@ def inspect_model_folder(path: str | Path, trust_remote_code: bool = False) -> M
                                "must explicitly allow remote code for this model to load it.")
 
     # 3. It is a decoder-only language model (the only kind we can sample from and tune).
+    import_stack()  # transformers' first import must not race another thread's (ml.stack)
     config = _load_config(folder, raw, trust_remote_code)
     architecture = _check_causal_lm(folder, raw, config, needs_remote_code)
 

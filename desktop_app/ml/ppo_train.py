@@ -37,6 +37,7 @@ import torch
 
 from ..core.config import PPOConfig, SamplingConfig
 from ..core.events import Emit, Log, Metric, Progress, StopToken, ignore
+from ..core.run_files import run_dir
 from ..core.store import Store
 from . import ppo_core as core
 from .model_loader import _first_line
@@ -95,7 +96,7 @@ class Samples:
 
 
 def run_dir_for(workspace, run_id: int) -> Path:
-    return Path(workspace.runs_dir) / f"{run_id:04d}-{KIND}"
+    return run_dir(workspace.runs_dir, run_id, KIND)
 
 
 # ---- the job ---------------------------------------------------------------------------------

@@ -13,100 +13,20 @@ the way the model ends its turn, so the score is taken on the token that closes 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+# The torch-free half lives in reward_pairs (the GUI counts pairs without importing torch).
+from .reward_pairs import (  # noqa: F401 - re-exported: this module is where they are looked up
+    PairExample,
+    Split,
+    fingerprint,
+    preference_examples,
+    split_by_prompt,
+)
 from .sampling import PromptInput, encode_prompt, render_prompt
-
-
-@dataclass(frozen=True)
-class PairExample:
-    comparison_id: int
-    prompt_id: int
-    prompt: str
-    messages: list | None
-    chosen: str
-    rejected: str
-    tie: bool  # for a tie, chosen/rejected are simply the two responses
-
-
-def preference_examples(rows: list[dict], ties: str) -> list[PairExample]:
-    """``Store.preference_rows()`` as examples; ``ties="drop"`` leaves ties out. Both-bad and
-    skipped pairs never reach here: they have no order to learn."""
-    examples = [PairExample(r["comparison_id"], r["prompt_id"], r["prompt"],
-                            r.get("prompt_messages"), r["chosen"], r["rejected"], bool(r["tie"]))
-                for r in rows]
-    return [e for e in examples if not (e.tie and ties == "drop")]
-
-
-# ---- split -----------------------------------------------------------------------------------
-
-def split_by_prompt(examples: list[PairExample], val_fraction: float,
-                    seed: int) -> tuple[list[PairExample], list[PairExample]]:
-    """Hold out ``val_fraction`` of the prompts (with all their pairs), chosen by ``seed``.
-
-    Splitting by prompt, not by pair, keeps validation honest: two responses to a prompt seen
-    in training would let the model score well by remembering the prompt. With two or more
-    prompts and a non-zero fraction at least one prompt is held out, and at least one is kept
-    for training."""
-    prompt_ids = sorted({e.prompt_id for e in examples})
-    random.Random(f"reward-split:{seed}").shuffle(prompt_ids)
-    n_val = round(val_fraction * len(prompt_ids))
-    if val_fraction > 0 and len(prompt_ids) >= 2:
-        n_val = min(max(n_val, 1), len(prompt_ids) - 1)
-    held_out = set(prompt_ids[:n_val])
-    train = [e for e in examples if e.prompt_id not in held_out]
-    val = [e for e in examples if e.prompt_id in held_out]
-    return train, val
-
-
-def fingerprint(examples: list[PairExample]) -> str:
-    """A digest of the pairs' content: a resume checks that its judgments were not edited."""
-    digest = hashlib.sha256()
-    for e in examples:
-        digest.update(json.dumps([e.comparison_id, e.prompt, e.messages, e.chosen, e.rejected,
-                                  e.tie], ensure_ascii=False).encode())
-    return digest.hexdigest()
-
-
-@dataclass
-class Split:
-    """Which comparisons a run trains and validates on, in order. Saved as ``split.json`` so a
-    resumed run uses exactly these pairs, whatever was judged since."""
-
-    train_ids: list[int]
-    val_ids: list[int]
-    digest: str
-
-    @classmethod
-    def of(cls, train: list[PairExample], val: list[PairExample]) -> "Split":
-        return cls([e.comparison_id for e in train], [e.comparison_id for e in val],
-                   fingerprint(train + val))
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"train": self.train_ids, "val": self.val_ids,
-                                   "digest": self.digest}), encoding="utf-8")
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: Path) -> "Split":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(list(data["train"]), list(data["val"]), data["digest"])
-
-    def select(self, examples: list[PairExample]) -> tuple[list[PairExample], list[PairExample]]:
-        """The saved train and validation pairs, from every example in the store. Ids that are
-        gone (deleted or unjudged since) are left out; the caller compares ``fingerprint``."""
-        by_id = {e.comparison_id: e for e in examples}
-        return ([by_id[i] for i in self.train_ids if i in by_id],
-                [by_id[i] for i in self.val_ids if i in by_id])
-
 
 # ---- tokens ----------------------------------------------------------------------------------
 

@@ -18,8 +18,7 @@ def tiny_chat_model(tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def window(qtbot, workspace, store):
+def open_main_window(qtbot, workspace, store):
     from desktop_app.gui.app import create_app
     from desktop_app.gui.main_window import MainWindow
     create_app()
@@ -27,5 +26,21 @@ def window(qtbot, workspace, store):
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
-    yield win
+    return win
+
+
+def close_main_window(win) -> None:
     win.close()
+    # Closing leaves loading and scanning jobs behind (the app then ends its process); a test
+    # process goes on, so it waits for them before Qt deletes their threads.
+    from desktop_app.gui.jobs import running_jobs
+    for job in running_jobs():
+        job.cancel()
+        job.wait(120_000)
+
+
+@pytest.fixture
+def window(qtbot, workspace, store):
+    win = open_main_window(qtbot, workspace, store)
+    yield win
+    close_main_window(win)
