@@ -1,35 +1,42 @@
 """The built-in demo workspace: a small chat model trained on CPU from ``resources/``, plus
 sample prompts, so every part of the app can be tried without a GPU or a download.
 
-The model is built once per workspace and cached; a marker file records which corpus and
-recipe built it, so a changed corpus or recipe rebuilds it instead of silently reusing it.
+The model is built once, by ``python -m desktop_app.ml.demo`` (``make demo-model``), and shipped
+in ``resources/demo-model``: every machine gets the same model and the first start copies a few
+megabytes instead of training for minutes (a slow machine used to hit a time cap and get a
+model that wrote gibberish). A marker file records which corpus and recipe built it; a shipped
+model that does not match the current corpus and recipe is not used, and the workspace builds
+its own (the same fixed number of steps, however long that takes), so a stale model is never
+silently reused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.events import Emit, Log, Progress, StopToken, ignore
-from ..core.resources import resource_path
+from ..core.resources import RESOURCES_DIR, resource_path
 from ..core.store import Store
 from ..core.workspace import Workspace
 
 DEMO_MODEL_NAME = "demo-chat-model"
 MARKER = "rlhf-desk-demo.json"
 # Bump when the recipe below changes so cached demo models are rebuilt.
-RECIPE = {"version": 3, "arch": "llama", "hidden": 128, "layers": 4, "heads": 4,
-          "vocab": 2048, "seq_len": 96, "seconds": 300.0, "max_steps": 420, "batch_size": 32,
-          "lr": 3e-3, "seed": 0}
-# ~420 steps (about 70 s on a 2-core CPU): by then the model answers the demo prompts with
-# short, mostly on-topic sentences of varying quality, which is what pairs need. Steps, not
-# seconds, end training so a busy machine builds the same model; the seconds cap only guards
-# against a very slow one. (At 100 s a machine busy with other work stopped early and the demo
-# model wrote gibberish; 300 s leaves room for that.)
+RECIPE = {"version": 4, "arch": "llama", "hidden": 128, "layers": 4, "heads": 4,
+          "vocab": 2048, "seq_len": 96, "max_steps": 500, "batch_size": 32, "lr": 3e-3,
+          "seed": 0}
+# A fixed number of steps and no time cap: the recipe alone decides the model (a time cap made a
+# busy machine stop early and ship gibberish). After 500 steps (about 90 s on an idle 2-core
+# CPU, done once when the shipped model is built) it answers the demo prompts with short
+# sentences of clearly varying quality, some on topic and some not, which is what pairs need;
+# at 1200 steps it had learned the answers by heart and half the pairs were identical.
+SHIPPED = "demo-model"  # resources/demo-model: the model built by this recipe
 
 
 @dataclass
@@ -82,8 +89,8 @@ def build_demo_model(model_dir: Path, emit: Emit = ignore, stop: StopToken | Non
                              hidden=RECIPE["hidden"], layers=RECIPE["layers"],
                              heads=RECIPE["heads"], max_positions=512)
     emit(Log(f"Training the demo model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
-             f"parameters) on {len(texts)} examples for up to {RECIPE['seconds']:.0f} s"))
-    result = train_causal_lm(model, tokenizer, texts, seconds=RECIPE["seconds"],
+             f"parameters) on {len(texts)} examples for {RECIPE['max_steps']} steps"))
+    result = train_causal_lm(model, tokenizer, texts, seconds=math.inf,
                              max_steps=RECIPE["max_steps"], batch_size=RECIPE["batch_size"],
                              seq_len=RECIPE["seq_len"], lr=RECIPE["lr"], emit=emit, stop=stop)
     tmp = model_dir.with_name(model_dir.name + ".partial")
@@ -97,6 +104,29 @@ def build_demo_model(model_dir: Path, emit: Emit = ignore, stop: StopToken | Non
     return result
 
 
+def shipped_model_dir() -> Path:
+    return RESOURCES_DIR / SHIPPED
+
+
+def _copy_shipped_model(model_dir: Path, emit: Emit) -> bool:
+    """Copy the shipped demo model into the workspace; False when there is none that matches
+    the current corpus and recipe (then the workspace builds its own)."""
+    source = shipped_model_dir()
+    if not demo_model_is_current(source):
+        if source.exists():
+            emit(Log(f"The demo model in {source} was built from another corpus or recipe; "
+                     "building a fresh one (rebuild the shipped one with "
+                     "'python -m desktop_app.ml.demo')."))
+        return False
+    emit(Progress(0, 0, "Copying the demo model"))
+    tmp = model_dir.with_name(model_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    tmp.rename(model_dir)
+    return True
+
+
 DEMO_HELD_OUT = 12  # of the 60 demo prompts
 
 
@@ -108,8 +138,9 @@ def ensure_demo_workspace(workspace: Workspace, emit: Emit = ignore,
     built, train = False, None
     if not demo_model_is_current(model_dir):
         workspace.models_dir.mkdir(parents=True, exist_ok=True)
-        train = build_demo_model(model_dir, emit=emit, stop=stop)
-        built = True
+        if not _copy_shipped_model(model_dir, emit):
+            train = build_demo_model(model_dir, emit=emit, stop=stop)
+            built = True
     prompts = [line.strip() for line in
                resource_path("demo_prompts.txt").read_text(encoding="utf-8").splitlines()
                if line.strip()]
@@ -124,3 +155,30 @@ def ensure_demo_workspace(workspace: Workspace, emit: Emit = ignore,
     settings.setdefault("last_model", str(model_dir))
     workspace.save_settings(settings)
     return DemoInfo(str(model_dir), built, time.perf_counter() - start, added, train)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the shipped demo model: ``python -m desktop_app.ml.demo [OUT_DIR]`` (default
+    ``resources/demo-model`` in a checkout). Deterministic on one machine and torch build."""
+    import argparse
+    import sys
+
+    from ..core.resources import PACKAGE_DIR
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out", nargs="?", default=str(PACKAGE_DIR.parent / "resources" / SHIPPED))
+    args = parser.parse_args(argv)
+
+    def show(event) -> None:
+        if isinstance(event, Log) or (isinstance(event, Progress) and event.done % 100 == 0):
+            print(getattr(event, "message", ""), getattr(event, "done", ""), file=sys.stderr,
+                  flush=True)
+
+    start = time.perf_counter()
+    result = build_demo_model(Path(args.out), emit=show)
+    print(f"Built {args.out} in {time.perf_counter() - start:.0f} s: {result}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
