@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
+from .core.wording import count
 
 # No network, ever: set before transformers / huggingface_hub are imported anywhere.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -111,6 +112,8 @@ def _open_store(args: argparse.Namespace):
 
 
 def cmd_gui(args: argparse.Namespace, out: Output) -> int:
+    from .gui.start import exit_on_ctrl_c
+    exit_on_ctrl_c()  # before Qt is imported: see gui/start.py
     from .core.workspace import Workspace, resolve_workspace_dir
     from .gui.app import run_gui
     workspace = Workspace.open(resolve_workspace_dir(args.workspace))
@@ -131,6 +134,8 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
         out.result(data, f"Demo model ready at {info.model_path}"
                          + (f" (built in {info.seconds:.0f} s)" if info.built else " (cached)"))
         return 0
+    from .gui.start import exit_on_ctrl_c
+    exit_on_ctrl_c()  # before Qt is imported: see gui/start.py
     from .gui.app import run_gui
     return run_gui(workspace, model=info.model_path)
 
@@ -184,8 +189,9 @@ def cmd_generate(args: argparse.Namespace, out: Output) -> int:
             store.finish_run(run_id, "failed", error=str(exc) or type(exc).__name__)
             raise
         store.finish_run(run_id, "cancelled" if stop.requested else "completed")
-        store.add_metrics(run_id, [(0, "generate/tokens_per_s", report.tokens_per_s),
-                                   (0, "generate/pairs", report.pairs)])
+        # x is the run's pair count, as the Judge page records its batches.
+        store.add_metrics(run_id, [(report.pairs, "generate/tokens_per_s", report.tokens_per_s),
+                                   (report.pairs, "generate/pairs", report.pairs)])
         bar.close()
     data = {"run_id": run_id, **report.to_dict()}
     out.result(data, f"Generated {report.pairs} pairs ({report.tokens_per_s:.1f} tokens/s"
@@ -224,7 +230,7 @@ def cmd_export(args: argparse.Namespace, out: Output) -> int:
                 "skip": by_choice["skip"], "unusable": result.unusable}
     data = {"file": str(args.out), "format": args.format, "pairs": result.pairs,
             "ties": result.ties, "left_out": left_out}
-    ties = f" ({result.ties} ties)" if result.ties else ""
+    ties = f" ({count(result.ties, 'tie')})" if result.ties else ""
     unusable = (f", {result.unusable} with an empty or repeated response"
                 if result.unusable else "")
     out.result(data, f"Wrote {result.pairs} pairs{ties} to {args.out} as {args.format} (left "
@@ -271,8 +277,9 @@ def cmd_train_reward(args: argparse.Namespace, out: Output) -> int:
             cfg = _config_from_args(RewardConfig, args)
             base = args.model
             counts = check_reward_data(store, cfg)
-            out.info(f"{counts['train_pairs']} training pairs, {counts['val_pairs']} validation "
-                     f"pairs ({counts['ties']} ties)")
+            out.info(f"{count(counts['train_pairs'], 'training pair')}, "
+                     f"{count(counts['val_pairs'], 'validation pair')} "
+                     f"({count(counts['ties'], 'tie')})")
     bar = ProgressBar()
     stop = _stop_on_ctrl_c()
     result = train_reward_model(workspace, cfg, base_model=base, resume_run_id=args.resume,
@@ -747,6 +754,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place that turns failures into a line
         if os.environ.get("RLHF_DESK_DEBUG"):
             raise
+        import logging
+        if logging.getLogger().handlers and not getattr(exc, "logged", False):
+            # The GUI logs to its workspace: keep the traceback there.
+            logging.getLogger("rlhf-desk").error("failed", exc_info=True)
         from .core.events import Cancelled
         if isinstance(exc, Cancelled):
             print("rlhf-desk: cancelled", file=sys.stderr)

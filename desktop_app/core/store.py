@@ -87,6 +87,29 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+_KEEP = object()
+
+
+def record_judgment_change(conn: sqlite3.Connection, comparison_id: int, kind: str, *,
+                           choice: Any = _KEEP, note: Any = _KEEP, only_if: str = "",
+                           only_if_params: Iterable[Any] = ()) -> bool:
+    """The audit row of a change to a stored judgment (table ``judgment_changes``), written
+    inside the caller's transaction just before the change itself. The old verdict and note are
+    read from the row by the same statement, which also takes the write lock, so nothing can
+    change the row in between. ``choice`` and ``note`` are the new values (each kept unless
+    given); ``only_if`` is a further SQL condition on the comparison. False (nothing written)
+    when the comparison does not exist, is not judged or fails ``only_if``."""
+    new_values = [value for value in (choice, note) if value is not _KEEP]
+    condition = f"AND ({only_if})" if only_if else ""
+    cursor = conn.execute(
+        "INSERT INTO judgment_changes (comparison_id, kind, old_choice, new_choice, old_note, "
+        "new_note, changed_at) SELECT id, ?, choice, "
+        f"{'choice' if choice is _KEEP else '?'}, note, {'note' if note is _KEEP else '?'}, ? "
+        f"FROM comparisons WHERE id = ? AND choice IS NOT NULL {condition}",
+        [kind, *new_values, now_iso(), comparison_id, *only_if_params])
+    return cursor.rowcount > 0
+
+
 # A comparison with its prompt (p) and its two responses (ga, gb): the rows most reads need.
 _PAIR_JOIN = ("FROM comparisons c JOIN prompts p ON p.id = c.prompt_id "
               "JOIN generations ga ON ga.id = c.generation_a_id "
@@ -483,8 +506,10 @@ class Store:
             raise StoreError(f"comparison {comparison_id} does not exist or is already judged")
 
     def unjudge(self, comparison_id: int) -> PairView:
-        """Undo a judgment: the pair becomes pending again and is returned for display."""
+        """Undo a judgment: the pair becomes pending again and is returned for display.
+        The undone verdict is kept in ``judgment_changes`` (kind 'undo'), like every change."""
         with self.db.atomic():
+            record_judgment_change(self.db.conn, comparison_id, "undo", choice=None)
             cursor = self.db.execute(
                 "UPDATE comparisons SET choice = NULL, seconds = NULL, judged_at = NULL "
                 "WHERE id = ? AND choice IS NOT NULL", [comparison_id])
@@ -780,6 +805,11 @@ class Store:
         rows = self._settle(self._rows("SELECT id, status FROM runs WHERE status = 'running'"))
         return {r["id"] for r in rows if r["status"] == "running"}
 
+    def run_has_pairs(self, run_id: int) -> bool:
+        """Whether any response was stored for run ``run_id`` (a generate run's output)."""
+        return self.db.execute("SELECT 1 FROM generations WHERE run_id = ? LIMIT 1",
+                               [run_id]).fetchone() is not None
+
     def delete_run(self, run_id: int, *, dry_run: bool = False) -> dict:
         """Delete a run from the database in one transaction; its folder is the caller's
         (``core.run_files.delete_run``). Goes with it: its metrics, the pairs of a blind
@@ -830,8 +860,9 @@ class Store:
     def metrics_since(self, run_id: int, after: int = 0) -> tuple[list[dict], int]:
         """Metric points of a run written after the marker ``after`` (0: all of them), in
         the order they were written, and the marker to pass next time: how a chart of a
-        running run follows it without reading its whole history every second."""
-        rows = self._rows("SELECT rowid, step, name, value FROM metrics WHERE run_id = ? "
+        running run follows it without reading its whole history every second. Each point
+        has its ``time`` (seconds since the epoch, when it was written) besides its step."""
+        rows = self._rows("SELECT rowid, step, name, value, time FROM metrics WHERE run_id = ? "
                           "AND rowid > ? ORDER BY rowid", [run_id, after])
         return rows, (rows[-1]["rowid"] if rows else after)
 

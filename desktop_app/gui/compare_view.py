@@ -8,7 +8,7 @@ the footers give only its length and whether it ended, never its source, model o
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -16,7 +16,10 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSplitter,
+    QStyle,
+    QStyleOptionButton,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -37,6 +40,72 @@ def _key_hint(keys: tuple[str, ...]) -> str:
     return " / ".join(names.get(k, k) for k in keys)
 
 
+class KeyButton(QPushButton):
+    """A button that names its keyboard keys: "Tie   [T]" on one line where there is room,
+    "Tie" over "[T]" where there is not, so a narrow window never cuts the text off.
+
+    Its size hint is the one-line width, its minimum the two-line one (both as tall as two
+    lines, so switching never moves the row); the text follows the width it is given, or, in
+    a row of them (``row``), the row goes to two lines together when any of it must."""
+
+    def __init__(self, text: str, keys: str, parent: QWidget | None = None):
+        super().__init__(f"{text}   [{keys}]", parent)
+        self.row: list[KeyButton] = [self]
+        self.wide_text = f"{text}   [{keys}]"
+        self.narrow_text = f"{text}\n[{keys}]"
+        self.setToolTip(f"{text.strip(' ◀▶')}: press {keys}")
+        # Across, Preferred (a push button's default is Minimum): a layout may shrink it to
+        # the two-line width. Down, Minimum: the row is as tall as its tallest button's two
+        # lines, and every button of it that tall.
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+
+    def _hint_for(self, text: str) -> QSize:
+        # What QPushButton.sizeHint computes, for a text that need not be the one shown.
+        option = QStyleOptionButton()
+        self.initStyleOption(option)
+        option.text = text
+        size = self.fontMetrics().size(Qt.TextFlag.TextShowMnemonic, text)
+        option.rect.setSize(size)
+        return self.style().sizeFromContents(QStyle.ContentsType.CT_PushButton, option, size,
+                                             self)
+
+    def sizeHint(self) -> QSize:
+        wide, narrow = self._hint_for(self.wide_text), self._hint_for(self.narrow_text)
+        return QSize(wide.width(), max(wide.height(), narrow.height()))
+
+    def minimumSizeHint(self) -> QSize:
+        narrow = self._hint_for(self.narrow_text)
+        return QSize(narrow.width(), max(narrow.height(), self.sizeHint().height()))
+
+    def fits_on_one_line(self) -> bool:
+        return self.width() >= self._hint_for(self.wide_text).width()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        one_line = all(button.fits_on_one_line() for button in self.row)
+        for button in self.row:
+            text = button.wide_text if one_line else button.narrow_text
+            if text != button.text():
+                button.setText(text)
+
+
+def prompt_over_responses(prompt: QWidget, left: QWidget, right: QWidget,
+                          response_share: int) -> QSplitter:
+    """The prompt above the two responses side by side, in splitters no pane collapses in;
+    the responses get ``response_share`` times the prompt's height."""
+    responses = QSplitter(Qt.Orientation.Horizontal)
+    responses.addWidget(left)
+    responses.addWidget(right)
+    responses.setChildrenCollapsible(False)
+    vertical = QSplitter(Qt.Orientation.Vertical)
+    vertical.addWidget(prompt)
+    vertical.addWidget(responses)
+    vertical.setStretchFactor(0, 1)
+    vertical.setStretchFactor(1, response_share)
+    vertical.setChildrenCollapsible(False)
+    return vertical
+
+
 class TextPane(QFrame):
     """A titled, scrollable text box that renders markdown (or shows plain text)."""
 
@@ -47,6 +116,7 @@ class TextPane(QFrame):
         self.title.setObjectName("paneTitle")
         self.footer = QLabel("")
         self.footer.setObjectName("paneFooter")
+        self.footer.setWordWrap(True)   # a long footer wraps rather than widen the window
         self.browser = QTextBrowser()
         self.browser.setOpenExternalLinks(False)
         self.browser.setOpenLinks(False)
@@ -100,27 +170,20 @@ class CompareView(QWidget):
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setWordWrap(True)
 
-        responses = QSplitter(Qt.Orientation.Horizontal)
-        responses.addWidget(self.left)
-        responses.addWidget(self.right)
-        responses.setChildrenCollapsible(False)
-        vertical = QSplitter(Qt.Orientation.Vertical)
-        vertical.addWidget(self.prompt)
-        vertical.addWidget(responses)
-        vertical.setStretchFactor(0, 1)
-        vertical.setStretchFactor(1, 4)
-        vertical.setChildrenCollapsible(False)
-        self.panes = vertical
+        self.panes = prompt_over_responses(self.prompt, self.left, self.right, 4)
 
         self.buttons: dict[str, QPushButton] = {}
+        self.buttons_row: list[KeyButton] = []
         button_row = QHBoxLayout()
         for side, text, keys in ACTIONS:
-            button = QPushButton(f"{text}   [{_key_hint(keys)}]")
+            button = KeyButton(text, _key_hint(keys))
             button.setObjectName(f"judge_{side}")
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             button.setMinimumHeight(38)
             button.clicked.connect(lambda _=False, s=side: self.chosen.emit(s))
             self.buttons[side] = button
+            button.row = self.buttons_row
+            self.buttons_row.append(button)
             button_row.addWidget(button, 2 if side in ("left", "right") else 1)
             for key in keys:
                 shortcut = QShortcut(QKeySequence(key), self)
@@ -129,6 +192,7 @@ class CompareView(QWidget):
 
         self.undo_button = QPushButton("Undo   [Ctrl+Z]")
         self.undo_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.undo_button.setEnabled(False)   # the host enables it once there is something
         self.undo_button.clicked.connect(self.undo_requested)
         self.note_button = QPushButton("Note…   [N]")
         self.note_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -151,6 +215,7 @@ class CompareView(QWidget):
 
         self.status = QLabel("")
         self.status.setObjectName("statusLine")
+        self.status.setWordWrap(True)   # a narrow window wraps it instead of growing
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -215,5 +280,8 @@ def _footer(gen: dict, blind: bool = False) -> str:
     tokens = gen.get("completion_tokens")
     if tokens is None:
         return "imported" if gen.get("source") == "imported" and not blind else ""
-    ending = "ended normally" if gen.get("finished") else "cut off at the token limit"
-    return f"{tokens} tokens · {ending}"
+    if gen.get("finished") or gen.get("finished") is None:
+        return f"{tokens} tokens · ended normally" if gen.get("finished") else f"{tokens} tokens"
+    # Said plainly: a cut-off answer is judged on what it would have said.
+    return (f"{tokens} tokens · <b style='color:#b25c00'>✂ cut off at the length limit</b> "
+            "(raise “Max new tokens” for longer answers)")

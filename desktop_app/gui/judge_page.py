@@ -6,6 +6,8 @@ the next pair is shown. Undo walks back this session's judgments one at a time.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -20,9 +22,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.config import SamplingConfig
 from ..core.store import PairView, Store
 from .compare_view import CompareView
 from .config_form import ConfigForm
+from .judge_history import JudgeTabs
 from .judge_order import JudgeOrder
 from .judging_loop import JudgingLoop
 from .pair_queue import PairQueue
@@ -35,6 +39,7 @@ class JudgePage(JudgingLoop, QWidget):
         super().__init__(parent)
         self.store = store
         self.queue = PairQueue(store, self)
+        self._suggested = SamplingConfig()  # the sampling settings the last model suggested
         self._init_loop()
         self.session_judged = 0
 
@@ -46,14 +51,16 @@ class JudgePage(JudgingLoop, QWidget):
         self.order_box = JudgeOrder(store, self)
         self.order_box.order_changed.connect(self._on_order_changed)
         side = QWidget()
-        side.setFixedWidth(270)
+        side.setFixedWidth(280)
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
         side_layout.addWidget(self._build_side_panel(), 1)
         side_layout.addWidget(self.order_box)
-        layout = QHBoxLayout(self)
+        judging = QWidget()
+        layout = QHBoxLayout(judging)
         layout.addWidget(self.view, 1)
         layout.addWidget(side)
+        self.tabs = JudgeTabs(self, judging)  # judging | history of judgments (H, Esc back)
 
         self.queue.status_changed.connect(self.gen_status.setText)
         self.queue.progress.connect(self._on_progress)
@@ -63,7 +70,7 @@ class JudgePage(JudgingLoop, QWidget):
 
     def _build_side_panel(self) -> QWidget:
         panel = QGroupBox("Generation")
-        panel.setFixedWidth(270)
+        panel.setFixedWidth(280)
         self.model_label = QLabel("No model loaded")
         self.model_label.setWordWrap(True)
         self.model_label.setObjectName("modelLabel")
@@ -72,7 +79,9 @@ class JudgePage(JudgingLoop, QWidget):
         self.target_spin = QSpinBox()
         self.target_spin.setRange(1, 256)
         self.target_spin.setValue(self.queue.target)
-        self.target_spin.setToolTip("How many generated pairs to keep waiting ahead of you.")
+        self.target_spin.setToolTip("The fewest generated pairs to keep waiting ahead of you. "
+                                    "More are kept when the model is slower than your "
+                                    "judging, so you never wait.")
         self.target_spin.valueChanged.connect(self.queue.set_target)
         self.pause_button = QPushButton("Pause generation")
         self.pause_button.setCheckable(True)
@@ -91,9 +100,9 @@ class JudgePage(JudgingLoop, QWidget):
         v.addWidget(self.model_label)
         v.addWidget(self.form)
         row = QHBoxLayout()
-        row.addWidget(QLabel("Keep ready"))
+        row.addWidget(QLabel("Keep at least"))
         row.addWidget(self.target_spin)
-        row.addWidget(QLabel("pairs"))
+        row.addWidget(QLabel("pairs ready"))
         v.addLayout(row)
         v.addWidget(self.pause_button)
         v.addWidget(self.gen_progress)
@@ -107,8 +116,29 @@ class JudgePage(JudgingLoop, QWidget):
         tuned = f"<br>tuned: {Path(lm.adapter).parent.name}" if lm.adapter else ""
         self.model_label.setText(f"<b>{lm.info.name}</b>{tuned}<br>{lm.device.label()} · "
                                  f"{lm.info.n_params / 1e6:,.1f} M parameters")
+        if lm.path != getattr(self.queue.lm, "path", None):
+            self._use_model_sampling(lm)
         self.queue.set_model(lm)
         self.refresh()
+
+    def _use_model_sampling(self, lm) -> None:
+        """A new model: its own sampling values and a response length that fits it."""
+        from ..ml.sampling_defaults import context_length, sampling_for_model
+
+        suggested, from_model = sampling_for_model(lm.path, lm.info.has_chat_template,
+                                                   context_length(lm.model), SamplingConfig())
+        # A setting the person changed stays as they set it; the rest follow the model.
+        current, previous = self.form.value(), self._suggested
+        cfg = dataclasses.replace(suggested, **{
+            f.name: getattr(current, f.name) for f in dataclasses.fields(current)
+            if getattr(current, f.name) != getattr(previous, f.name)})
+        self._suggested = suggested
+        self.form.set_value(cfg)
+        self.queue.set_config(cfg)
+        source = (f"{', '.join(from_model)} from the model's generation_config.json; "
+                  if from_model else "")
+        self.form.setToolTip(f"Set for {lm.info.name}: {source}longest response "
+                             f"{cfg.max_new_tokens} tokens.")
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -149,6 +179,8 @@ class JudgePage(JudgingLoop, QWidget):
 
     def _on_judged(self, pair: PairView) -> None:
         self.session_judged += 1
+        # The person's pace decides how many pairs are kept ready (core.pair_pacing).
+        self.queue.judged_after(time.monotonic() - self.shown_at)
 
     def _on_undone(self, pair: PairView) -> None:
         self.session_judged -= 1
@@ -163,6 +195,7 @@ class JudgePage(JudgingLoop, QWidget):
     # -- status ----------------------------------------------------------------------------
 
     def _update_status(self) -> None:
+        self.view.undo_button.setEnabled(bool(self.undo_stack))   # nothing to undo: disabled
         stats = self.store.stats()
         decided = stats["left_wins"] + stats["right_wins"] + stats["by_choice"]["tie"]
 

@@ -1,8 +1,14 @@
 """Keeps a queue of generated pairs ahead of the annotator.
 
 The queue itself is the set of pending comparisons in the store, so it survives restarts and
-the next pair is one indexed query away. Whenever fewer than ``target`` pairs are waiting, a
-background job samples one more batch for the prompts that have none yet.
+the next pair is one indexed query away. Whenever fewer pairs are waiting than the pace calls
+for, a background job samples one more batch for the prompts that have none yet. Batch sizes
+and the number kept ready follow the measured speeds of the model and of the person judging
+(``core.pair_pacing``): the first batch is a single prompt, so the first pair shows after the
+time one pair takes.
+
+A "generate" run is recorded once a batch starts (its prompts are claimed for it), and removed
+again if it ends without a single pair, so the Runs list only shows generation that happened.
 
 While a training job runs, a model on the GPU is "parked": its weights move to main memory so
 training gets the GPU's memory, and come back afterwards (``park``/``unpark``). A batch being
@@ -12,6 +18,8 @@ prompts simply get their pairs in a later batch.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +27,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core.config import SamplingConfig
 from ..core.events import Progress
+from ..core.pair_pacing import Pace, next_batch_size, ready_target
 from ..core.store import Store
 from .jobs import Job
 
@@ -35,10 +44,14 @@ class PairQueue(QObject):
         self.db_path: Path = store.path
         self.lm = None
         self.cfg = SamplingConfig()
-        self.target = 8
+        self.target = 8              # the fewest pairs the person wants kept ready
+        self.pace = Pace()
         self.paused = False
         self.job: Job | None = None
         self.run_id: int | None = None
+        self.run_pairs = 0
+        self._run_started = 0.0
+        self._batch_started = 0.0
         self.tokens_per_s = 0.0
         self.last_status = "No model loaded: open one on the Models page."
         self.closed = False
@@ -56,9 +69,9 @@ class PairQueue(QObject):
             self.move_job.wait(600000)  # the old model is being moved; it is dropped next
         self.parking, self.move_job = None, None
         self.lm = lm
-        self.run_id = self.store.create_run("generate", {
-            "model": lm.path, "adapter": lm.adapter, "device": lm.device.label(),
-            "sampling": self.cfg.to_dict(), "source": "gui"})
+        self.pace = Pace(judge_seconds=self.pace.judge_seconds,
+                         judgments_timed=self.pace.judgments_timed)  # a new model, a new speed
+        self.tokens_per_s = 0.0
         if self._want_parked:
             self.park()  # loaded while training runs: it waits with generation paused
         else:
@@ -72,6 +85,16 @@ class PairQueue(QObject):
     def set_target(self, target: int) -> None:
         self.target = max(1, target)
         self.top_up()
+
+    def judged_after(self, seconds: float) -> None:
+        """The person judged a pair ``seconds`` after it showed: their pace sizes the queue."""
+        self.pace.judged_after(seconds)
+
+    @property
+    def ready_target(self) -> int:
+        """How many pairs are kept waiting now: at least ``target``, more when a full batch
+        takes longer than judging the pairs already waiting."""
+        return ready_target(self.pace, self.target, self.cfg.batch_size)
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
@@ -96,7 +119,7 @@ class PairQueue(QObject):
             self._set_status("No model loaded: open one on the Models page.")
             return
         pending = self.store.pending_count()
-        if pending >= self.target:
+        if pending >= self.ready_target:
             self._set_status(self._rate_text(f"{pending} pairs ready."))
             return
         model, adapter = self.lm.path, self.lm.adapter
@@ -109,7 +132,7 @@ class PairQueue(QObject):
                 self._set_status("Every prompt has a pair from this model: add or import "
                                  "prompts, or load a tuned policy for the next round.")
             return
-        self._start_batch(self.cfg.batch_size)
+        self._start_batch(next_batch_size(self.pace, pending, self.cfg.batch_size))
 
     def shutdown(self, wait_ms: int = 60000) -> None:
         """Stop after the current batch (its pairs are kept) and close the run."""
@@ -196,7 +219,16 @@ class PairQueue(QObject):
 
     def _start_batch(self, limit: int) -> None:
         from ..ml.pair_job import generate_pending_pairs
-        lm, cfg, run_id, db_path = self.lm, self.cfg, self.run_id, self.db_path
+        if self.run_id is None:
+            self.run_id = self.store.create_run("generate", {
+                "model": self.lm.path, "adapter": self.lm.adapter,
+                "device": self.lm.device.label(), "sampling": self.cfg.to_dict(),
+                "source": "gui"})
+            self.run_pairs = 0
+            self._run_started = time.monotonic()
+        # One job is one batch of ``limit`` prompts: its pairs show as soon as it ends.
+        lm, run_id, db_path = self.lm, self.run_id, self.db_path
+        cfg = dataclasses.replace(self.cfg, batch_size=limit)
 
         def work(emit, stop):
             with Store(db_path) as store:
@@ -210,8 +242,10 @@ class PairQueue(QObject):
         self.job.finished.connect(lambda: self.progress.emit(0, 0))
         # Queued: the job must be fully done (busy False) before the weights move.
         self.job.finished.connect(lambda: QTimer.singleShot(0, self._park_when_idle))
-        self._set_status(self._rate_text(f"Generating {limit} pairs…"))
+        plural = "pair" if limit == 1 else f"{limit} pairs"
+        self._set_status(self._rate_text(f"Generating {plural}…"))
         self.progress.emit(0, limit)
+        self._batch_started = time.monotonic()
         self.job.start()
 
     def _on_event(self, event) -> None:
@@ -226,9 +260,16 @@ class PairQueue(QObject):
     def _on_done(self, report) -> None:
         if report.pairs:
             self.tokens_per_s = report.tokens_per_s
+            self.pace.batch_done(report.pairs, report.seconds)
+            self.run_pairs += report.pairs
             if self.run_id is not None:
-                self.store.add_metrics(self.run_id, [(0, "generate/tokens_per_s",
-                                                      report.tokens_per_s)])
+                # x is the run's pair count: one point per batch, in order.
+                elapsed = time.monotonic() - self._run_started
+                self.store.add_metrics(self.run_id, [
+                    (self.run_pairs, "generate/tokens_per_s", report.tokens_per_s),
+                    (self.run_pairs, "generate/seconds_per_pair", report.seconds / report.pairs),
+                    (self.run_pairs, "generate/elapsed_s", elapsed),
+                    (self.run_pairs, "generate/batch_pairs", report.pairs)])
         self.pairs_added.emit(report.pairs)
         # Queued, so the finished job is fully torn down before the next one starts.
         QTimer.singleShot(0, self.top_up)
@@ -240,9 +281,14 @@ class PairQueue(QObject):
         self.failed.emit(message)
 
     def _finish_run(self, status: str) -> None:
-        if self.run_id is not None:
-            self.store.finish_run(self.run_id, status)
-            self.run_id = None
+        """Close the generate run; one that produced no pair is removed, not listed."""
+        if self.run_id is None:
+            return
+        run_id, self.run_id = self.run_id, None
+        self.store.finish_run(run_id, status)
+        if not self.run_pairs and not self.store.run_has_pairs(run_id):
+            self.store.delete_run(run_id)
+        self.run_pairs = 0
 
     def _rate_text(self, text: str) -> str:
         return f"{text}  {self.tokens_per_s:.0f} tokens/s" if self.tokens_per_s else text

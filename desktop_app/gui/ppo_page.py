@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -27,7 +26,7 @@ from ..core.config import PPOConfig
 from ..core.store import Store
 from ..core.workspace import Workspace
 from .charts import ChartBoard
-from .config_form import ConfigForm
+from .config_form import ConfigForm, FormScroll
 from .training_run import TrainingRun
 
 CHARTS = [
@@ -57,10 +56,7 @@ class PPOPage(TrainingRun, QWidget):
         self.base_label = QLabel()
         self.base_label.setWordWrap(True)
         self.form = ConfigForm(PPOConfig())
-        scroll = QScrollArea()
-        scroll.setWidget(self.form)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll = FormScroll(self.form)
         self.start_button = QPushButton("Start PPO")
         self.start_button.clicked.connect(lambda: self.start())
         self.resume_button = QPushButton("Resume")
@@ -84,8 +80,7 @@ class PPOPage(TrainingRun, QWidget):
         row.addWidget(self.cancel_button, 1)
         lv.addLayout(row)
         lv.addWidget(self.use_button)
-        left.setMinimumWidth(300)
-        left.setMaximumWidth(380)
+        left.setMaximumWidth(380)   # its least width is the form's and its scroll bar's
 
         self._init_run_widgets("No PPO run yet.")
         self.charts = ChartBoard(CHARTS, columns=3)
@@ -104,6 +99,10 @@ class PPOPage(TrainingRun, QWidget):
         right_split.addWidget(self.samples)
         right_split.setStretchFactor(0, 2)
         right_split.setStretchFactor(1, 1)
+        right_split.setChildrenCollapsible(False)
+        # Two rows of charts over a table of several samples, not a sliver of two rows.
+        right_split.setSizes([440, 220])
+        self.samples.setMinimumHeight(130)
         right = QWidget()
         rv = QVBoxLayout(right)
         rv.setContentsMargins(0, 0, 0, 0)
@@ -115,6 +114,7 @@ class PPOPage(TrainingRun, QWidget):
         split.addWidget(left)
         split.addWidget(right)
         split.setStretchFactor(1, 1)
+        split.setChildrenCollapsible(False)
         layout = QHBoxLayout(self)
         layout.addWidget(split)
         self.set_base_model(self.base_model)
@@ -145,8 +145,8 @@ class PPOPage(TrainingRun, QWidget):
         self._update_buttons()
 
     def _resumable_run(self) -> dict | None:
-        from ..ml.ppo_train import run_dir_for
-        return self._resumable("ppo", run_dir_for)
+        from ..core.run_files import run_dir  # not ml.ppo_train: that imports torch
+        return self._resumable("ppo", lambda ws, run_id: run_dir(ws.runs_dir, run_id, "ppo"))
 
     def _update_buttons(self) -> None:
         running = self.running

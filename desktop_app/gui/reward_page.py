@@ -3,6 +3,9 @@
 Training is ``ml.reward_train.train_reward_model`` on a Job thread; its Metric events feed the
 ChartBoard (redrawn on a timer) and its Progress events the progress line. Every metric is
 also stored by the job, so the run can be charted again later.
+
+A validation accuracy is shown with how many pairs it is out of and Wilson's 95% interval, and
+with a warning under ``FEW_VALIDATION_PAIRS``: 0.333 on 3 pairs says almost nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QScrollArea,
     QSlider,
     QSplitter,
     QTableWidget,
@@ -31,10 +33,12 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.config import RewardConfig
+from ..core.evaluation import win_rate
 from ..core.store import Store
+from ..core.wording import count
 from ..core.workspace import Workspace
 from .charts import ChartBoard
-from .config_form import ConfigForm
+from .config_form import ConfigForm, FormScroll
 from .jobs import Job
 from .training_run import TrainingRun
 
@@ -44,6 +48,26 @@ CHARTS = [
     ("Margin (r_chosen − r_rejected)", [("train/margin", "train"), ("eval/margin", "validation")]),
     ("Learning rate", [("train/lr", "lr")]),
 ]
+FEW_VALIDATION_PAIRS = 20   # fewer, and a validation accuracy is mostly noise
+WARNING = "<span style='color:#b45309'>⚠ {}</span>"
+
+
+def accuracy_text(accuracy: float | None, pairs: float | None) -> str:
+    """"validation accuracy 33% on 3 pairs (95% CI 6%–79%)", with a warning when the pairs are
+    too few to say much; without a known number of pairs, the accuracy alone."""
+    if accuracy is None:
+        return "validation accuracy –"
+    if not pairs:
+        return f"validation accuracy {accuracy:.3f}"
+    n = round(pairs)
+    correct = round(accuracy * n)
+    ci = win_rate(correct, n - correct)
+    text = (f"validation accuracy {accuracy:.0%} on {count(n, 'pair')} "
+            f"(95% CI {ci.ci_low:.0%}–{ci.ci_high:.0%})")
+    if n < FEW_VALIDATION_PAIRS:
+        text += " " + WARNING.format(f"{count(n, 'pair')} say little: judge more pairs before "
+                                     "trusting this number")
+    return text
 
 
 class RewardPage(TrainingRun, QWidget):
@@ -66,10 +90,7 @@ class RewardPage(TrainingRun, QWidget):
         self.data_label.setObjectName("dataSummary")
         self.form = ConfigForm(RewardConfig())
         self.form.changed.connect(self.refresh_data_summary)
-        scroll = QScrollArea()
-        scroll.setWidget(self.form)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll = FormScroll(self.form)
         self.train_button = QPushButton("Train reward model")
         self.train_button.setObjectName("primary")
         self.train_button.clicked.connect(lambda: self.start_training())
@@ -92,8 +113,7 @@ class RewardPage(TrainingRun, QWidget):
         buttons.addWidget(self.resume_button, 1)
         buttons.addWidget(self.cancel_button, 1)
         lv.addLayout(buttons)
-        left.setMinimumWidth(300)
-        left.setMaximumWidth(380)
+        left.setMaximumWidth(380)   # its least width is the form's and its scroll bar's
 
         # -- right: progress + charts, and the inspector --------------------------------------
         self._init_run_widgets("No training yet.")
@@ -122,6 +142,7 @@ class RewardPage(TrainingRun, QWidget):
         split.addWidget(left)
         split.addWidget(self.tabs)
         split.setStretchFactor(1, 1)
+        split.setChildrenCollapsible(False)
         layout = QHBoxLayout(self)
         layout.addWidget(split)
         self.set_base_model(self.base_model)
@@ -259,8 +280,8 @@ class RewardPage(TrainingRun, QWidget):
                 self.wrong_table.setItem(i, col, item)
         self.wrong_table.resizeRowsToContents()
         self.inspect_status.setText(
-            f"{len(rows)} validation pairs ranked wrong, most confident first: check whether "
-            "the model is missing something or your labels disagree with each other."
+            f"{count(len(rows), 'validation pair')} ranked wrong, most confident first: check "
+            "whether the model is missing something or your labels disagree with each other."
             if rows else "The reward model ranks every validation pair the way you did.")
 
     # -- state -------------------------------------------------------------------------------
@@ -280,31 +301,41 @@ class RewardPage(TrainingRun, QWidget):
         self.run_box.clear()
         for run in reversed(self._finished_runs()):
             final = self.store.final_metrics(run["id"])
-            acc = final.get("eval/accuracy")
+            acc, pairs = final.get("eval/accuracy"), final.get("eval/pairs")
             label = f"#{run['id']} · {Path(run['config'].get('base_model', '')).name}"
-            self.run_box.addItem(label + (f" · val acc {acc:.2f}" if acc is not None else ""),
-                                 run["id"])
+            if acc is not None:
+                label += f" · val acc {acc:.2f}" + (f" on {count(pairs, 'pair')}" if pairs else "")
+            self.run_box.addItem(label, run["id"])
         if current is not None and self.run_box.findData(current) >= 0:
             self.run_box.setCurrentIndex(self.run_box.findData(current))
         self.run_box.blockSignals(False)
         self._update_buttons()
 
     def refresh_data_summary(self) -> None:
-        from ..ml.reward_train import RewardTrainingError, check_reward_data
+        from ..ml.reward_pairs import RewardTrainingError, check_reward_data
         try:
             counts = check_reward_data(self.store, self.form.value())
         except RewardTrainingError as exc:
             self.data_label.setText(f"<span style='color:#b00020'>{exc}</span>")
             self._data_ok = False
         else:
-            self.data_label.setText(
-                f"{counts['train_pairs']} training pairs and {counts['val_pairs']} validation "
-                f"pairs from your judgments ({counts['ties']} ties).")
+            ties = count(counts["ties"], "tie") if counts["ties"] else "no ties"
+            text = (f"{count(counts['train_pairs'], 'training pair')} and "
+                    f"{count(counts['val_pairs'], 'validation pair')} from your judgments "
+                    f"({ties}).")
+            if counts["val_pairs"] < FEW_VALIDATION_PAIRS:
+                moves = 100 / max(1, counts["val_pairs"])
+                text += "<br>" + WARNING.format(
+                    f"Only {count(counts['val_pairs'], 'validation pair')}: one pair moves the "
+                    f"validation accuracy by {moves:.0f} points, so it says little. Judge more "
+                    f"pairs (at least {FEW_VALIDATION_PAIRS} for validation) or raise the "
+                    "validation share.")
+            self.data_label.setText(text)
             self._data_ok = True
         self._update_buttons()
 
     def _resumable_run(self) -> dict | None:
-        from ..ml.reward_train import run_dir_for
+        from ..ml.reward_pairs import run_dir_for
         return self._resumable("reward", run_dir_for)
 
     def _update_buttons(self) -> None:
@@ -350,8 +381,9 @@ class RewardPage(TrainingRun, QWidget):
         return [f"{extra['samples_per_s']:.1f} pairs/s"] if "samples_per_s" in extra else []
 
     def _completed_text(self, result) -> str:
-        acc = f"{result.val_accuracy:.3f}" if result.val_accuracy is not None else "–"
-        return f"validation accuracy {acc}. Adapter saved to {result.artifact}"
+        pairs = self.store.final_metrics(result.run_id).get("eval/pairs")
+        return (f"{accuracy_text(result.val_accuracy, pairs)}. Adapter saved to "
+                f"{result.artifact}")
 
     def free_gpu_memory(self) -> None:
         """A training job is starting: drop the inspector's reward model if it sits on a GPU

@@ -57,6 +57,13 @@ from .reward_model import (
     load_tokenizer,
     rewards,
 )
+from .reward_pairs import (  # noqa: F401 - re-exported: the GUI's checks live there, torch-free
+    KIND,
+    RewardTrainingError,
+    _validate,
+    check_reward_data,
+    run_dir_for,
+)
 from .training_support import (
     guarded,
     is_oom,
@@ -68,13 +75,8 @@ from .training_support import (
     write_json,
 )
 
-KIND = "reward"
 _OOM_ADVICE = ("try a smaller batch size (with more gradient accumulation), a shorter max "
                "length, or gradient checkpointing")
-
-
-class RewardTrainingError(Exception):
-    """Training cannot start or go on; the message is one sentence for the user."""
 
 
 @dataclass
@@ -88,35 +90,6 @@ class RewardResult:
     samples_per_s: float  # training pairs per second of training (evaluation not counted)
     artifact: str | None  # the adapter folder, when completed
     error: str | None = None
-
-
-def run_dir_for(workspace, run_id: int) -> Path:
-    return Path(workspace.runs_dir) / f"{run_id:04d}-{KIND}"
-
-
-# ---- data check ------------------------------------------------------------------------------
-
-def check_reward_data(store: Store, cfg: RewardConfig) -> dict:
-    """How many pairs a new run would train and validate on. Raises ``RewardTrainingError``
-    when there are too few judgments with a winner, before anything is created."""
-    _validate(cfg)
-    rows = store.preference_rows()
-    examples = preference_examples(rows, cfg.ties)
-    usable = sum(not e.tie for e in examples)
-    if usable < cfg.min_pairs:
-        raise RewardTrainingError(
-            f"Reward training needs at least {cfg.min_pairs} usable judgments (pairs with a "
-            f"winner); the workspace has {usable}.")
-    train, val = split_by_prompt(examples, cfg.val_fraction, cfg.seed)
-    if not any(not e.tie for e in train):
-        raise RewardTrainingError("Every pair with a winner fell into the validation split; "
-                                  "lower the validation share or judge pairs for more prompts.")
-    ties_in_store = sum(bool(r["tie"]) for r in rows)
-    return {"usable": usable, "train_pairs": len(train), "val_pairs": len(val),
-            "ties": sum(e.tie for e in examples),
-            "ties_left_out": ties_in_store - sum(e.tie for e in examples),
-            "train_prompts": len({e.prompt_id for e in train}),
-            "val_prompts": len({e.prompt_id for e in val})}
 
 
 # ---- loss ------------------------------------------------------------------------------------
@@ -413,7 +386,9 @@ class _Trainer:
             return False
         self.eval_pending = False
         self.last_eval = _summary(sums)
-        self._record({f"eval/{k}": v for k, v in self.last_eval.items() if v is not None})
+        values = {f"eval/{k}": v for k, v in self.last_eval.items() if v is not None}
+        values["eval/pairs"] = sums[2]   # validation pairs with a winner: accuracy's n
+        self._record(values)
         return True
 
     def _score_pairs(self, pairs: list[EncodedPair], check_stop: bool) -> list[float] | None:
@@ -568,13 +543,6 @@ class _Trainer:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-def _validate(cfg: RewardConfig) -> None:
-    try:
-        cfg.validate()
-    except ValueError as exc:
-        raise RewardTrainingError(f"{exc}.") from exc
-
 
 def _resumable(workspace, store: Store, run_id: int) -> tuple[dict, Path, RewardConfig]:
     """The run, its checkpoint folder and its configuration, or why it cannot be resumed."""

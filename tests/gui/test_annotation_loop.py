@@ -106,6 +106,7 @@ def test_queue_stays_ahead_of_the_annotator(qtbot, window, store, tiny_chat_mode
     judge = window.judge_page
     judge.queue.cfg.max_new_tokens = 8
     judge.queue.cfg.batch_size = 4
+    judge.form.set_value(judge.queue.cfg)  # a setting changed by hand outlasts the model's own
     judge.target_spin.setValue(4)
     load_and_wait_for_pair(qtbot, window, tiny_chat_model)
     qtbot.waitUntil(lambda: not judge.queue.busy and store.pending_count() >= 4, timeout=120_000)
@@ -140,7 +141,7 @@ def test_prompts_page_import_add_delete(qtbot, window, store, tmp_path, monkeypa
                     encoding="utf-8")
     page = window.prompts_page
     page.import_path(str(path))
-    assert "imported 2 prompts" in shown[-1] and "1 duplicates" in shown[-1]
+    assert "imported 2 prompts" in shown[-1] and "1 duplicate," in shown[-1]
     assert "line 3" in shown[-1]
     assert page.model.rowCount() == 2
     page.table.selectRow(0)

@@ -36,6 +36,7 @@ def loaded(qtbot, window, store, tiny_chat_model):
     queue = window.judge_page.queue
     queue.cfg.max_new_tokens = 48
     queue.cfg.batch_size = 4
+    window.judge_page.form.set_value(queue.cfg)
     window._on_model_loaded(load_model(tiny_chat_model, device="cpu"))
     return queue
 

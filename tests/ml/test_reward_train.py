@@ -162,7 +162,7 @@ def test_metrics_reach_the_charts_and_the_store(trained):
     assert {"train/loss", "train/accuracy", "train/margin", "train/reward_mean",
             "train/reward_std", "train/lr", "train/grad_norm", "train/samples_per_s",
             "train/memory_gib", "eval/loss", "eval/accuracy", "eval/margin",
-            "eval/reward_mean", "eval/reward_std"} == names
+            "eval/reward_mean", "eval/reward_std", "eval/pairs"} == names
     total = result.total_steps
     assert sorted({m.step for m in metrics if m.name == "train/loss"}) == sorted(
         {*range(5, total + 1, 5), total})
@@ -174,6 +174,9 @@ def test_metrics_reach_the_charts_and_the_store(trained):
     assert sorted((m["step"], m["name"], m["value"]) for m in stored) == sorted(
         (m.step, m.name, pytest.approx(m.value)) for m in metrics)
     assert final["eval/accuracy"] == pytest.approx(result.val_accuracy)
+    # What the accuracy is out of: the validation pairs with a winner (ties are not counted).
+    split = Split.load(ws.runs_dir / f"{result.run_id:04d}-reward" / "split.json")
+    assert 0 < final["eval/pairs"] <= len(split.val_ids)
 
     progress = [e for e in events if isinstance(e, Progress) and e.total == result.total_steps
                 and e.message == "Training reward model"]
