@@ -5,12 +5,11 @@ with metrics, so every page has something to show. Used by ``test_page_sizes.py`
 from __future__ import annotations
 
 import random
-from datetime import datetime
 
 from desktop_app.core.store import GenerationIn
 
 from .test_reward_page import add_marker_judgments
-from .test_runs_page import _set_times, build_runs
+from .test_runs_page import _set_times, build_runs, spread_metric_times
 
 PENDING = [
     ("Explain what a reward model is, in two sentences.",
@@ -68,14 +67,3 @@ def old_generate_run(store) -> int:
     spread_metric_times(store, run, first=30, every=41.5)
     return run
 
-
-def spread_metric_times(store, run: int, first: float, every: float) -> None:
-    """Write a run's metric points ``first`` seconds after it started and ``every`` seconds
-    apart, as a run that generated for a while would have them."""
-    start = datetime.fromisoformat(store.get_run(run)["created_at"]).timestamp()
-    rows = store.db.execute("SELECT rowid FROM metrics WHERE run_id = ? ORDER BY rowid",
-                            [run]).fetchall()
-    for i, (rowid,) in enumerate(rows):
-        store.db.execute("UPDATE metrics SET time = ? WHERE rowid = ?",
-                         [start + first + every * i, rowid])
-    store.db.conn.commit()

@@ -18,8 +18,6 @@ from desktop_app.gui.runs_page import (
     run_seconds,
 )
 
-from .page_data import spread_metric_times
-
 
 def _stamp(minutes_ago: float) -> str:
     return (datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)).isoformat()
@@ -454,3 +452,15 @@ def test_settings_read_as_a_list_not_a_dict(page, store, runs):
     text = page.details.toPlainText()
     assert "Learning rate" in text or "learning_rate" not in text
     assert "Epochs" in text and "8.0" not in text
+
+
+def spread_metric_times(store, run: int, first: float, every: float) -> None:
+    """Write a run's metric points ``first`` seconds after it started and ``every`` seconds
+    apart, as a run that generated for a while would have them."""
+    start = datetime.fromisoformat(store.get_run(run)["created_at"]).timestamp()
+    rows = store.db.execute("SELECT rowid FROM metrics WHERE run_id = ? ORDER BY rowid",
+                            [run]).fetchall()
+    for i, (rowid,) in enumerate(rows):
+        store.db.execute("UPDATE metrics SET time = ? WHERE rowid = ?",
+                         [start + first + every * i, rowid])
+    store.db.conn.commit()
