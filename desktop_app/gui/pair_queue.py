@@ -51,7 +51,6 @@ class PairQueue(QObject):
         self.run_id: int | None = None
         self.run_pairs = 0
         self._run_started = 0.0
-        self._batch_started = 0.0
         self.tokens_per_s = 0.0
         self.last_status = "No model loaded: open one on the Models page."
         self.closed = False
@@ -242,10 +241,8 @@ class PairQueue(QObject):
         self.job.finished.connect(lambda: self.progress.emit(0, 0))
         # Queued: the job must be fully done (busy False) before the weights move.
         self.job.finished.connect(lambda: QTimer.singleShot(0, self._park_when_idle))
-        plural = "pair" if limit == 1 else f"{limit} pairs"
-        self._set_status(self._rate_text(f"Generating {plural}…"))
+        self._set_status(self._rate_text(f"Generating {limit} pair{'' if limit == 1 else 's'}…"))
         self.progress.emit(0, limit)
-        self._batch_started = time.monotonic()
         self.job.start()
 
     def _on_event(self, event) -> None:
