@@ -100,21 +100,16 @@ def warm_up_imports():
     import threading
 
     def work() -> None:
-        from ..ml.stack import import_stack
+        from ..ml import stack
         try:
-            import_stack()
-            log.info("ML stack imported in %.1f s", _stack_seconds())
+            stack.import_stack()
+            log.info("ML stack imported in %.1f s", stack.seconds)
         except Exception:  # noqa: BLE001 - each job that needs the stack reports it, with a message
             log.exception("importing the ML stack failed")
 
     thread = threading.Thread(target=work, name="warm-up-imports", daemon=True)
     thread.start()
     return thread
-
-
-def _stack_seconds() -> float:
-    from ..ml import stack
-    return stack.seconds
 
 
 def _close_on_ctrl_c(window) -> None:

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from ..core import judgment_history as jh
 from ..core.store import Store, StoreError
-from .compare_view import TextPane, prompt_over_responses
+from .compare_view import ACTIONS, TextPane, prompt_over_responses
 
 # The verdict as the person saw the pair, as the judging view's buttons name it.
 LABELS = {"left": "Left won", "right": "Right won", "tie": "Tie", "both_bad": "Both bad",
@@ -41,13 +41,9 @@ LABELS = {"left": "Left won", "right": "Right won", "tie": "Tie", "both_bad": "B
 SHORT = {"left": "Left", "right": "Right", "both_bad": "Both bad", "tie": "Tie", "skip": "Skip"}
 # (side, button text, keys): the judging view's keys (compare_view.ACTIONS), same meaning;
 # the buttons name the first key, the hint line both.
-VERDICT_KEYS = [
-    ("left", "◀ Left  [1]", ("1", "Left")),
-    ("tie", "Tie  [T]", ("T",)),
-    ("both_bad", "Both bad  [B]", ("B",)),
-    ("skip", "Skip  [S]", ("S",)),
-    ("right", "Right ▶  [2]", ("2", "Right")),
-]
+_BUTTON_LABELS = {"left": "◀ Left", "right": "Right ▶"}
+VERDICT_KEYS = [(side, f"{_BUTTON_LABELS.get(side, SHORT[side])}  [{keys[0]}]", keys)
+                for side, _text, keys in ACTIONS]
 VERDICT_FILTERS = [("All verdicts", None), ("Left won", "left"), ("Right won", "right"),
                    ("Any winner", "winner"), ("Tie", "tie"), ("Both bad", "both_bad"),
                    ("Skip", "skip")]
