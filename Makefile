@@ -13,7 +13,7 @@ BIN     = $(VENV)/bin
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 
-.PHONY: setup run test lock bench bench-reward bench-ppo bench-playground screenshot package clean
+.PHONY: setup run test test-fast lock bench bench-reward bench-ppo bench-playground screenshot package clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ run:
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+# The everyday tier (under a minute): everything but the tests marked slow (launches, real
+# processes, trainings). CI runs all of them: `make test`.
+test-fast: setup
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow"
 
 # Refresh constraints.txt on purpose: resolve today's releases within pyproject's ranges in a
 # scratch venv, write them down, then rebuild .venv from the new lock and run the whole suite.

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from desktop_app.core.config import SamplingConfig  # noqa: E402
-from desktop_app.core.store import GenerationIn, Store  # noqa: E402
-from desktop_app.ml.model_loader import load_model  # noqa: E402
-from desktop_app.ml.pair_job import generate_pending_pairs  # noqa: E402
-from desktop_app.ml.sampling import PromptInput, encode_prompt, generate_pairs  # noqa: E402
+from desktop_app.core.data.store import GenerationIn, Store  # noqa: E402
+from desktop_app.ml.generation.pair_job import generate_pending_pairs  # noqa: E402
+from desktop_app.ml.generation.sampling import PromptInput, encode_prompt, generate_pairs  # noqa: E402
+from desktop_app.ml.models.loader import load_model  # noqa: E402
 
 PROMPTS = [f"Question {i}: how do I {topic}?" for i, topic in enumerate(
     ["boil an egg", "sleep better", "learn to code", "plant a tree", "paint a wall",
@@ -38,7 +38,7 @@ PROMPTS = [f"Question {i}: how do I {topic}?" for i, topic in enumerate(
 
 
 def build_default_model(folder: Path) -> Path:
-    from desktop_app.ml.tiny_models import build_tiny_model, train_tokenizer
+    from desktop_app.ml.models.tiny import build_tiny_model, train_tokenizer
     tokenizer = train_tokenizer(PROMPTS * 4, vocab_size=1024, pad_token=False)
     build_tiny_model("llama", tokenizer, folder, hidden=256, layers=4, heads=4,
                      max_positions=1024)
@@ -114,7 +114,7 @@ def bench_throughput(lm, cfg: SamplingConfig, rounds: int) -> None:
 
 def bench_next_pair_latency(n: int = 100) -> None:
     from desktop_app.gui.app import create_app
-    from desktop_app.gui.judge_page import JudgePage
+    from desktop_app.gui.judge.page import JudgePage
     app = create_app()
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "rlhf.db") as store:
         ids = store.add_prompts([f"Prompt {i} " + "with some words " * 20
@@ -130,7 +130,7 @@ def bench_next_pair_latency(n: int = 100) -> None:
         times = []
         for _ in range(n):
             start = time.perf_counter()
-            page.judge("left")
+            page.loop.judge("left")
             app.processEvents()                      # includes layout and paint
             times.append((time.perf_counter() - start) * 1000)
         page.queue.shutdown()

@@ -35,9 +35,9 @@ def build(root: Path, hidden: int, layers: int) -> dict:
     from transformers import AutoModelForCausalLM
 
     from desktop_app.core.config import RewardConfig
-    from desktop_app.ml.device import pick_device
-    from desktop_app.ml.reward_model import build_reward_model, load_tokenizer, lora_targets
-    from desktop_app.ml.tiny_models import build_tiny_model, train_tokenizer
+    from desktop_app.ml.models.device import pick_device
+    from desktop_app.ml.models.tiny import build_tiny_model, train_tokenizer
+    from desktop_app.ml.reward.model import build_reward_model, load_tokenizer, lora_targets
 
     lines = [f"Describe scene {i} in a few words, please." for i in range(200)]
     base = root / "base"
@@ -64,9 +64,9 @@ def build(root: Path, hidden: int, layers: int) -> dict:
 
 def phase(way: str, paths: dict, device: str) -> dict:
     from desktop_app.core.config import SamplingConfig
-    from desktop_app.ml.playground import PlaygroundRequest, PlaygroundSession
-    from desktop_app.ml.reward_model import RewardScorer  # noqa: F401  (imports before the baseline)
-    from desktop_app.ml.sampling import PromptInput
+    from desktop_app.ml.generation.playground import PlaygroundRequest, PlaygroundSession
+    from desktop_app.ml.generation.sampling import PromptInput
+    from desktop_app.ml.reward.model import RewardScorer  # noqa: F401  (imports before the baseline)
 
     probe = Probe(device)
     probe.reset()

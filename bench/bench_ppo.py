@@ -41,13 +41,14 @@ from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 from desktop_app.core.config import PPOConfig, RewardConfig  # noqa: E402
+from desktop_app.core.data.store import Store  # noqa: E402
 from desktop_app.core.events import Log, Progress  # noqa: E402
-from desktop_app.core.store import Store  # noqa: E402
 from desktop_app.core.workspace import Workspace  # noqa: E402
-from desktop_app.ml.ppo_train import train_ppo  # noqa: E402
-from desktop_app.ml.reward_model import load_tokenizer, lora_targets  # noqa: E402
-from desktop_app.ml.reward_train import _precision, train_reward_model  # noqa: E402
-from desktop_app.ml.sampling import PromptInput, encode_prompt  # noqa: E402
+from desktop_app.ml.generation.sampling import PromptInput, encode_prompt  # noqa: E402
+from desktop_app.ml.ppo.train import train_ppo  # noqa: E402
+from desktop_app.ml.reward.model import load_tokenizer, lora_targets  # noqa: E402
+from desktop_app.ml.reward.train import train_reward_model  # noqa: E402
+from desktop_app.ml.training.optim import resolve_precision  # noqa: E402
 
 MIB = 2**20
 TIMES = ("time/generation_s", "time/scoring_s", "time/optimization_s")
@@ -153,7 +154,7 @@ def phase_ppo(args, cfg: PPOConfig, probe: Probe, autocast) -> dict:
 
 def run_phase(args) -> int:
     cfg = ppo_config(args)
-    choice, autocast = _precision(cfg)
+    choice, autocast = resolve_precision(cfg)
     if choice.device.startswith("cuda"):
         torch.cuda.init()
     probe = Probe(choice.device)

@@ -33,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from desktop_app.core.config import RewardConfig  # noqa: E402
-from desktop_app.core.store import GenerationIn, Store  # noqa: E402
+from desktop_app.core.data.store import GenerationIn, Store  # noqa: E402
+from desktop_app.core.runs.record import RunKind, run_dir  # noqa: E402
 from desktop_app.core.workspace import Workspace  # noqa: E402
-from desktop_app.ml.reward_data import Split  # noqa: E402
-from desktop_app.ml.reward_train import run_dir_for, train_reward_model  # noqa: E402
+from desktop_app.ml.reward.pairs import Split  # noqa: E402
+from desktop_app.ml.reward.train import train_reward_model  # noqa: E402
 
 WORDS = ("apple river cloud stone green quiet light table music window garden paper silver "
          "forest ocean candle summer winter pencil basket").split()
@@ -65,7 +66,7 @@ def make_workspace(root: Path, n_pairs: int, seed: int = 0) -> Workspace:
 
 
 def build_model(folder: Path, hidden: int, layers: int) -> Path:
-    from desktop_app.ml.tiny_models import build_tiny_model, train_tokenizer
+    from desktop_app.ml.models.tiny import build_tiny_model, train_tokenizer
     lines = [f"Describe scene {i} in a few words." for i in range(50)] + [" ".join(WORDS)] * 20
     tokenizer = train_tokenizer(lines, vocab_size=600, chat_template=True)
     build_tiny_model("llama", tokenizer, folder, hidden=hidden, layers=layers, heads=4)
@@ -90,9 +91,9 @@ def trl_reward_trainer(ws: Workspace, model_dir: Path, cfg: RewardConfig, run_id
     from trl import RewardConfig as TrlConfig
     from trl import RewardTrainer
 
-    from desktop_app.ml.reward_model import lora_targets
+    from desktop_app.ml.reward.model import lora_targets
 
-    split = Split.load(run_dir_for(ws, run_id) / "split.json")
+    split = Split.load(run_dir(ws.runs_dir, run_id, RunKind.REWARD) / "split.json")
     with Store(ws.db_path) as store:
         rows = {r["comparison_id"]: r for r in store.preference_rows()}
 
@@ -144,7 +145,7 @@ def heartbeat_during_training(ws: Workspace, model: Path, cfg: RewardConfig) -> 
     from transformers import AutoModelForSequenceClassification  # noqa: F401
 
     from desktop_app.gui.app import create_app
-    from desktop_app.gui.reward_page import RewardPage
+    from desktop_app.gui.training.reward_page import RewardPage
     app = create_app()
     with Store(ws.db_path) as store:
         page = RewardPage(ws, store)
@@ -171,7 +172,7 @@ def heartbeat_during_training(ws: Workspace, model: Path, cfg: RewardConfig) -> 
         timer.timeout.connect(beat)
         timer.start()
         page.start_training()
-        while page.job is not None and page.job.running:
+        while page.run.running:
             app.processEvents()
             time.sleep(0.001)
         timer.stop()

@@ -37,13 +37,13 @@ def main() -> int:
 
     from PySide6.QtCore import QCoreApplication
 
+    from desktop_app.core.data.store import Store
     from desktop_app.core.resources import resource_path
-    from desktop_app.core.store import Store
     from desktop_app.core.workspace import Workspace
     from desktop_app.gui.app import create_app
     from desktop_app.gui.main_window import MainWindow
-    from desktop_app.ml.model_loader import load_model
-    from desktop_app.ml.pair_job import generate_pending_pairs
+    from desktop_app.ml.generation.pair_job import generate_pending_pairs
+    from desktop_app.ml.models.loader import load_model
 
     prompts = [line.strip() for line in resource_path("demo_prompts.txt").read_text(
         encoding="utf-8").splitlines() if line.strip()]
@@ -71,7 +71,7 @@ def main() -> int:
         # 2. The first pair, cold.
         started = time.perf_counter()
         window._on_model_loaded(lm)
-        first = wait_for(lambda: judge.current is not None, 1800)
+        first = wait_for(lambda: judge.loop.current is not None, 1800)
         cfg = judge.queue.cfg
         print(f"settings: max_new_tokens {cfg.max_new_tokens}, temperature {cfg.temperature}, "
               f"top_p {cfg.top_p}, batch size up to {cfg.batch_size}")
@@ -86,8 +86,8 @@ def main() -> int:
         for _ in range(args.judgments):
             time.sleep(args.judge_seconds)  # looking at the pair (generation goes on)
             QCoreApplication.processEvents()
-            judge.judge("left")
-            waited += wait_for(lambda: judge.current is not None, 1800)
+            judge.loop.judge("left")
+            waited += wait_for(lambda: judge.loop.current is not None, 1800)
         total = time.perf_counter() - started
         pace = judge.queue.pace
         print(f"{args.judgments} judgments at {args.judge_seconds:.0f} s each: the judge waited "

@@ -24,7 +24,7 @@ from launching import launch  # noqa: E402
 
 
 def tiny_model(root: Path) -> Path:
-    from desktop_app.ml.tiny_models import build_tiny_model, train_tokenizer
+    from desktop_app.ml.models.tiny import build_tiny_model, train_tokenizer
     lines = ["Hello there, how are you today?", "The cat sat on the mat.",
              "Please write a short poem about the sea."] * 4
     tokenizer = train_tokenizer(lines, vocab_size=300, chat_template=True, pad_token=False)
@@ -43,7 +43,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rlhf-desk-launch-") as tmp:
         root = Path(tmp)
         model = Path(args.model) if args.model else tiny_model(root)
-        from desktop_app.core.store import Store
+        from desktop_app.core.data.store import Store
         from desktop_app.core.workspace import Workspace
         with Store(Workspace.open(root / "workspace").db_path) as store:
             store.add_prompts([f"Tell me about thing number {i}." for i in range(500)])

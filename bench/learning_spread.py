@@ -1,7 +1,7 @@
 """How much the learning tests' outcomes vary from seed to seed: where their thresholds come from.
 
-The learning tests (tests/ml/test_reward_train.py, tests/ml/test_ppo_train.py) each run one
-seed. A threshold that holds for that seed can still be luck; one far below what every seed
+The learning tests (tests/ml/reward/test_reward_train.py, tests/ml/ppo/test_ppo_train.py) each
+run one seed. A threshold that holds for that seed can still be luck; one far below what every seed
 reaches tests nothing. This runs the same tasks over many seeds and prints each outcome's mean,
 standard deviation and minimum, so a threshold can sit clearly below the worst seed and clearly
 above "did not learn". Rerun it after `make lock` and update the figures in the tests' comments.
@@ -24,7 +24,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "ml")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "ml"),
+               str(ROOT / "tests" / "ml" / "reward"), str(ROOT / "tests" / "ml" / "ppo")]
 
 import torch  # noqa: E402
 
@@ -43,8 +44,8 @@ def reward_spread(seeds: int) -> None:
     from test_reward_train import FAST, make_workspace
 
     from desktop_app.core.config import RewardConfig
-    from desktop_app.ml.reward_train import train_reward_model
-    from desktop_app.ml.tiny_models import build_tiny_model, train_tokenizer
+    from desktop_app.ml.models.tiny import build_tiny_model, train_tokenizer
+    from desktop_app.ml.reward.train import train_reward_model
 
     corpus = ["The cat sat on the mat and looked at the rain.",
               "A dog ran in the park, chasing a red ball.", "Hello there, how are you today?",

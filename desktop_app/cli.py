@@ -8,6 +8,7 @@ on stderr, never a traceback (set RLHF_DESK_DEBUG=1 to see one).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -16,8 +17,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__
-from .core.wording import count
+from desktop_app import __version__
+from desktop_app.core.errors import UserError, describe
+from desktop_app.core.runs.record import Run, RunKind, RunStatus
+from desktop_app.core.wording import count
 
 # No network, ever: set before transformers / huggingface_hub are imported anywhere.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,7 +30,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
-class CliError(Exception):
+class CliError(UserError):
     """A user-facing failure: printed as one line, exit status 1."""
 
 
@@ -70,7 +73,7 @@ class ProgressBar:
         self.tty = sys.stderr.isatty()
 
     def __call__(self, event: Any) -> None:
-        from .core.events import Log, Progress
+        from desktop_app.core.events import Log, Progress
         if isinstance(event, Log):
             self.close()
             print(event.message, file=sys.stderr, flush=True)
@@ -104,25 +107,27 @@ class ProgressBar:
 
 # -- commands -----------------------------------------------------------------------------
 
+def _open_workspace(args: argparse.Namespace):
+    from desktop_app.core.workspace import Workspace, resolve_workspace_dir
+    return Workspace.open(resolve_workspace_dir(args.workspace))
+
+
 def _open_store(args: argparse.Namespace):
-    from .core.store import Store
-    from .core.workspace import Workspace, resolve_workspace_dir
-    workspace = Workspace.open(resolve_workspace_dir(args.workspace))
+    from desktop_app.core.data.store import Store
+    workspace = _open_workspace(args)
     return workspace, Store(workspace.db_path)
 
 
 def cmd_gui(args: argparse.Namespace, out: Output) -> int:
-    from .gui.start import exit_on_ctrl_c
+    from desktop_app.gui.start import exit_on_ctrl_c
     exit_on_ctrl_c()  # before Qt is imported: see gui/start.py
-    from .core.workspace import Workspace, resolve_workspace_dir
-    from .gui.app import run_gui
-    workspace = Workspace.open(resolve_workspace_dir(args.workspace))
-    return run_gui(workspace, model=getattr(args, "model", None))
+    from desktop_app.gui.app import run_gui
+    return run_gui(_open_workspace(args), model=getattr(args, "model", None))
 
 
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
-    from .core.workspace import Workspace, default_demo_dir
-    from .ml.demo import ensure_demo_workspace
+    from desktop_app.core.workspace import Workspace, default_demo_dir
+    from desktop_app.ml.models.demo import ensure_demo_workspace
     workspace = Workspace.open(args.workspace or default_demo_dir())
     bar = ProgressBar()
     out.info(f"Demo workspace: {workspace.root}")
@@ -134,14 +139,14 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
         out.result(data, f"Demo model ready at {info.model_path}"
                          + (f" (built in {info.seconds:.0f} s)" if info.built else " (cached)"))
         return 0
-    from .gui.start import exit_on_ctrl_c
+    from desktop_app.gui.start import exit_on_ctrl_c
     exit_on_ctrl_c()  # before Qt is imported: see gui/start.py
-    from .gui.app import run_gui
+    from desktop_app.gui.app import run_gui
     return run_gui(workspace, model=info.model_path)
 
 
 def cmd_import(args: argparse.Namespace, out: Output) -> int:
-    from .core.importing import import_file
+    from desktop_app.core.data.importing import import_file
     _, store = _open_store(args)
     with store:
         report = import_file(store, args.file, max_chars=args.max_chars)
@@ -159,9 +164,10 @@ def cmd_import(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_generate(args: argparse.Namespace, out: Output) -> int:
-    from .core.config import SamplingConfig
-    from .ml.model_loader import load_model
-    from .ml.pair_job import generate_pending_pairs
+    from desktop_app.core.config import SamplingConfig
+    from desktop_app.core.runs.session import RunSession
+    from desktop_app.ml.generation.pair_job import generate_pending_pairs
+    from desktop_app.ml.models.loader import load_model
     cfg = _config_from_args(SamplingConfig, args)
     _, store = _open_store(args)
     with store:
@@ -176,19 +182,22 @@ def cmd_generate(args: argparse.Namespace, out: Output) -> int:
         if args.versus_base and not args.adapter:
             raise CliError("--versus-base needs --adapter (the tuned policy to pit against "
                            "the base)")
-        run_id = store.create_run("generate", {"model": lm.path, "adapter": lm.adapter,
-                                               "versus_base": lm.versus_base,
-                                               "device": lm.device.label(),
-                                               "sampling": cfg.to_dict(), "pairs": args.pairs,
-                                               "seed": args.seed})
+        session = RunSession.start(store, None, RunKind.GENERATE, {
+            "model": lm.path, "adapter": lm.adapter, "versus_base": lm.versus_base,
+            "device": lm.device.label(), "sampling": cfg.to_dict(), "pairs": args.pairs,
+            "seed": args.seed})
+        run_id = session.run_id
         stop = _stop_on_ctrl_c()   # Ctrl+C: finish storing this batch, then stop
         try:
             report = generate_pending_pairs(store, lm, cfg, limit=args.pairs, seed=args.seed,
                                             run_id=run_id, emit=bar, stop=stop)
         except BaseException as exc:
-            store.finish_run(run_id, "failed", error=str(exc) or type(exc).__name__)
+            session.fail(exc)
             raise
-        store.finish_run(run_id, "cancelled" if stop.requested else "completed")
+        if stop.requested:
+            session.cancel()
+        else:
+            session.finish()
         # x is the run's pair count, as the Judge page records its batches.
         store.add_metrics(run_id, [(report.pairs, "generate/tokens_per_s", report.tokens_per_s),
                                    (report.pairs, "generate/pairs", report.pairs)])
@@ -218,7 +227,7 @@ def cmd_stats(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_export(args: argparse.Namespace, out: Output) -> int:
-    from .core.exports import export_judgments
+    from desktop_app.core.data.exports import export_judgments
     _, store = _open_store(args)
     with store:
         try:
@@ -243,7 +252,7 @@ def _stop_on_ctrl_c():
     """First Ctrl+C asks the job to stop cleanly (checkpoint kept); a second one interrupts."""
     import signal
 
-    from .core.events import StopToken
+    from desktop_app.core.events import StopToken
     stop = StopToken()
 
     def handler(signum, frame):
@@ -260,99 +269,62 @@ def _stop_on_ctrl_c():
 
 
 def cmd_train_reward(args: argparse.Namespace, out: Output) -> int:
-    from .core.config import RewardConfig
-    from .ml.reward_train import check_reward_data, train_reward_model
-    workspace, store = _open_store(args)
-    with store:
-        if args.resume is not None:
-            run = store.get_run(args.resume)
-            if run is None or run["kind"] != "reward":
-                raise CliError(f"run {args.resume} is not a reward-model run")
-            store.check_not_busy(args.resume)
-            cfg = _stored_config(RewardConfig, run)
-            base = _stored_base(run)
-        else:
-            if not args.model:
-                raise CliError("--model is required (or --resume RUN_ID)")
-            cfg = _config_from_args(RewardConfig, args)
-            base = args.model
+    from desktop_app.core.config import RewardConfig
+    from desktop_app.ml.reward.train import check_reward_data, train_reward_model
+    if args.resume is None:
+        if not args.model:
+            raise CliError("--model is required (or --resume RUN_ID)")
+        cfg = _config_from_args(RewardConfig, args)
+        workspace, store = _open_store(args)
+        with store:
             counts = check_reward_data(store, cfg)
-            out.info(f"{count(counts['train_pairs'], 'training pair')}, "
-                     f"{count(counts['val_pairs'], 'validation pair')} "
-                     f"({count(counts['ties'], 'tie')})")
-    bar = ProgressBar()
-    stop = _stop_on_ctrl_c()
-    result = train_reward_model(workspace, cfg, base_model=base, resume_run_id=args.resume,
-                                emit=bar, stop=stop)
-    bar.close()
-    data = {"run_id": result.run_id, "status": result.status, "step": result.step,
-            "total_steps": result.total_steps, "val_accuracy": result.val_accuracy,
-            "val_loss": result.val_loss, "samples_per_s": round(result.samples_per_s, 2),
-            "artifact": result.artifact, "error": result.error}
+        out.info(f"{count(counts['train_pairs'], 'training pair')}, "
+                 f"{count(counts['val_pairs'], 'validation pair')} "
+                 f"({count(counts['ties'], 'tie')})")
+    else:
+        cfg, workspace = None, _open_workspace(args)
+    result = _train(train_reward_model, workspace, cfg, args, base_model=args.model)
     acc = f"{result.val_accuracy:.3f}" if result.val_accuracy is not None else "n/a"
-    out.result(data, f"Run {result.run_id} {result.status} at step {result.step}/"
-                     f"{result.total_steps}: validation accuracy {acc}, "
-                     f"{result.samples_per_s:.1f} pairs/s\nAdapter: {result.artifact}")
+    out.result(dataclasses.asdict(result),
+               f"Run {result.run_id} {result.status} at step {result.step}/"
+               f"{result.total_steps}: validation accuracy {acc}, "
+               f"{result.samples_per_s:.1f} pairs/s\nAdapter: {result.artifact}")
     return _exit_status(result)
 
 
 def cmd_train_ppo(args: argparse.Namespace, out: Output) -> int:
-    from .core.config import PPOConfig
-    from .ml.ppo_train import train_ppo
-    workspace, store = _open_store(args)
-    with store:
-        if args.resume is not None:
-            run = store.get_run(args.resume)
-            if run is None or run["kind"] != "ppo":
-                raise CliError(f"run {args.resume} is not a PPO run")
-            store.check_not_busy(args.resume)
-            cfg = _stored_config(PPOConfig, run)
-            base, reward = _stored_base(run), run["parent_run_id"]
-        else:
-            if not args.model or args.reward is None:
-                raise CliError("--model and --reward RUN_ID are required (or --resume RUN_ID)")
-            cfg = _config_from_args(PPOConfig, args)
-            base, reward = args.model, args.reward
-    bar = ProgressBar()
-    stop = _stop_on_ctrl_c()
-    result = train_ppo(workspace, cfg, base_model=base, reward_run_id=reward,
-                       resume_run_id=args.resume, emit=bar, stop=stop)
-    bar.close()
-    data = {"run_id": result.run_id, "status": result.status, "step": result.step,
-            "total_steps": result.total_steps, "score_first": result.score_first,
-            "score_last": result.score_last, "kl": result.kl, "artifact": result.artifact,
-            "error": result.error}
+    from desktop_app.core.config import PPOConfig
+    from desktop_app.ml.ppo.train import train_ppo
+    cfg = None
+    if args.resume is None:
+        if not args.model or args.reward is None:
+            raise CliError("--model and --reward RUN_ID are required (or --resume RUN_ID)")
+        cfg = _config_from_args(PPOConfig, args)
+    result = _train(train_ppo, _open_workspace(args), cfg, args, base_model=args.model,
+                    reward_run_id=args.reward)
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    out.result(data, f"Run {result.run_id} {result.status} at step {result.step}/"
-                     f"{result.total_steps}: score {fmt(result.score_first)} -> "
-                     f"{fmt(result.score_last)}, KL {fmt(result.kl)}\nPolicy: {result.artifact}")
+    out.result(dataclasses.asdict(result),
+               f"Run {result.run_id} {result.status} at step {result.step}/"
+               f"{result.total_steps}: score {fmt(result.score_first)} -> "
+               f"{fmt(result.score_last)}, KL {fmt(result.kl)}\nPolicy: {result.artifact}")
     return _exit_status(result)
 
 
-def _stored_config(cls: type, run: dict):
-    """A resumed run's configuration, checked as a new one would be."""
+def _train(train_fn: Callable, workspace, cfg, args: argparse.Namespace, **inputs):
+    """Run a training job in the foreground with a progress bar; Ctrl+C stops it after the
+    step (a checkpoint is kept). A resume takes the run's stored config (``cfg`` is None)."""
+    bar = ProgressBar()
+    stop = _stop_on_ctrl_c()
     try:
-        config = cls.from_dict(run["config"])
-        config.validate()
-    except (TypeError, ValueError) as exc:
-        raise CliError(f"run {run['id']} cannot be resumed: its stored configuration is not "
-                       f"valid ({exc})") from None
-    return config
-
-
-def _stored_base(run: dict) -> str:
-    base = run["config"].get("base_model")
-    if not isinstance(base, str) or not base:
-        raise CliError(f"run {run['id']} cannot be resumed: its configuration names no base "
-                       "model")
-    return base
+        return train_fn(workspace, cfg, resume_run_id=args.resume, emit=bar, stop=stop,
+                        **inputs)
+    finally:
+        bar.close()
 
 
 def cmd_export_model(args: argparse.Namespace, out: Output) -> int:
-    from .core.workspace import Workspace, resolve_workspace_dir
-    from .ml.export import export_policy
-    workspace = Workspace.open(resolve_workspace_dir(args.workspace))
-    path = export_policy(workspace, args.run_id, args.out_dir, merged=args.merged)
+    from desktop_app.ml.models.export import export_policy
+    path = export_policy(_open_workspace(args), args.run_id, args.out_dir, merged=args.merged)
     out.result({"run_id": args.run_id, "out_dir": str(path), "merged": args.merged},
                f"Exported run {args.run_id} "
                f"{'merged into a full model' if args.merged else 'as a LoRA adapter'} to {path}")
@@ -360,8 +332,8 @@ def cmd_export_model(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, out: Output) -> int:
-    from .core.config import EvalConfig
-    from .ml.evaluate import EvaluationError, parse_policy, resolve_policy, run_evaluation
+    from desktop_app.core.config import EvalConfig
+    from desktop_app.ml.evaluation.run import parse_policy, resolve_policy, run_evaluation
     workspace, store = _open_store(args)
     cfg = _config_from_args(EvalConfig, args)
     bar = ProgressBar()
@@ -372,8 +344,6 @@ def cmd_evaluate(args: argparse.Namespace, out: Output) -> int:
             outcome = run_evaluation(workspace, store, cfg, a=a, b=b, base_model=args.model,
                                      human=not args.auto, reward_run_id=args.reward,
                                      prompt_file=args.prompts, emit=bar, stop=_stop_on_ctrl_c())
-    except EvaluationError as exc:
-        raise CliError(str(exc)) from None
     finally:
         bar.close()
     data = outcome.to_dict() | {"a": args.a, "b": args.b}
@@ -384,10 +354,11 @@ def cmd_evaluate(args: argparse.Namespace, out: Output) -> int:
     if outcome.automatic is not None:
         lines.append(f"Reward model (run {outcome.reward_run_id}): "
                      f"{outcome.automatic.describe(a.label, b.label)}")
-    if outcome.status == "judging":
+    if outcome.status == RunStatus.JUDGING:
         lines.append("Blind pairs are waiting: judge them on the app's Evaluate page.")
     out.result(data, "\n".join(lines))
-    return {"completed": 0, "judging": 0, "cancelled": 130}.get(outcome.status, 1)
+    return {RunStatus.COMPLETED: 0, RunStatus.JUDGING: 0,
+            RunStatus.CANCELLED: 130}.get(outcome.status, 1)
 
 
 def _run_ids(values: list[str], usage: str) -> list[int]:
@@ -401,21 +372,19 @@ def _run_ids(values: list[str], usage: str) -> list[int]:
 
 
 def cmd_rank_pending(args: argparse.Namespace, out: Output) -> int:
-    from .ml.uncertainty import UncertaintyError, score_pending_pairs
+    from desktop_app.ml.reward.uncertainty import score_pending_pairs
     _, store = _open_store(args)
     bar = ProgressBar()
     try:
         with store:
             reward = args.reward
             if reward is None:
-                runs = store.finished_runs("reward")
+                runs = store.finished_runs(RunKind.REWARD)
                 if not runs:
                     raise CliError("no completed reward model to rank with; train one first")
-                reward = runs[-1]["id"]
+                reward = runs[-1].id
             scored = score_pending_pairs(store, reward, device=args.device, emit=bar,
                                          stop=_stop_on_ctrl_c())
-    except UncertaintyError as exc:
-        raise CliError(str(exc)) from None
     finally:
         bar.close()
     out.result({"reward_run_id": reward, "scored": scored},
@@ -435,23 +404,23 @@ def cmd_runs(args: argparse.Namespace, out: Output) -> int:
             run = store.get_run(run_id)
             if run is None:
                 raise CliError(f"there is no run {run_id}")
-            run["final_metrics"] = store.final_metrics(run_id)
-            lines = [f"Run {run['id']} ({run['kind']}): {run['status']}",
-                     f"  started   {run['created_at']}", f"  finished  {run['finished_at'] or '-'}",
-                     f"  artifact  {run['artifact'] or '-'}"]
-            if run["error"]:
-                lines.append(f"  error     {run['error']}")
+            final = store.final_metrics(run_id)
+            lines = [f"Run {run.id} ({run.kind}): {run.status}",
+                     f"  started   {run.created_at}", f"  finished  {run.finished_at or '-'}",
+                     f"  artifact  {run.artifact or '-'}"]
+            if run.error:
+                lines.append(f"  error     {run.error}")
             lines.append("  config")
-            lines += [f"    {k} = {v}" for k, v in sorted(run["config"].items())]
-            if run["kind"] == "eval":
+            lines += [f"    {k} = {v}" for k, v in sorted(run.config.items())]
+            if run.kind == RunKind.EVAL:
                 lines += _evaluation_lines(store, run)
-            if run["final_metrics"]:
+            if final:
                 lines.append("  final metrics")
-                lines += [f"    {k} = {v:.4g}" for k, v in sorted(run["final_metrics"].items())]
-            out.result(run, "\n".join(lines))
+                lines += [f"    {k} = {v:.4g}" for k, v in sorted(final.items())]
+            out.result(run.to_dict() | {"final_metrics": final}, "\n".join(lines))
             return 0
         if args.action == "export":
-            from .core.run_export import write_metrics_csv
+            from desktop_app.core.runs.export import write_metrics_csv
             usage = "rlhf-desk runs export RUN_ID [RUN_ID ...] OUT.csv"
             if len(targets) < 2:
                 raise CliError(f"usage: {usage}")
@@ -463,7 +432,7 @@ def cmd_runs(args: argparse.Namespace, out: Output) -> int:
                        f"{', '.join(map(str, ids))} to {path}")
             return 0
         if args.action == "delete":
-            from .core.run_files import delete_run, describe_deletion
+            from desktop_app.core.runs.files import delete_run, describe_deletion
             usage = "rlhf-desk runs delete RUN_ID --yes"
             if len(targets) != 1:
                 raise CliError(f"usage: {usage}")
@@ -491,10 +460,9 @@ def cmd_runs(args: argparse.Namespace, out: Output) -> int:
             raise CliError(f"unknown runs action {args.action!r} (expected: show, export, delete)")
         if targets:
             raise CliError("usage: rlhf-desk runs [show|export|delete] ...")
-        from .core.run_summary import key_metric
-        runs = store.list_runs()
-        for r in runs:
-            r["result"] = key_metric(r, store.final_metrics(r["id"]))[0]
+        from desktop_app.core.runs.summary import key_metric
+        runs = [r.to_dict() | {"result": key_metric(r, store.final_metrics(r.id))[0]}
+                for r in store.list_runs()]
         rows = [f"{r['id']:>4}  {r['kind']:<9} {r['status']:<11} {r['created_at'][:19]}  "
                 f"{r['result']}" for r in runs]
         header = "  id  kind      status      started              result"
@@ -502,30 +470,30 @@ def cmd_runs(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _evaluation_lines(store, run: dict) -> list[str]:
+def _evaluation_lines(store, run: Run) -> list[str]:
     """An evaluation's verdicts in words (the person's hidden while they still judge)."""
-    from .core.eval_runs import eval_summary
+    from desktop_app.core.evaluation.results import eval_summary
     summary = eval_summary(store, run)
     a, b = summary.a.get("label", "A"), summary.b.get("label", "B")
     lines = [f"  evaluation  A = {a}, B = {b}"]
-    if run["status"] == "judging":
+    if run.status == RunStatus.JUDGING:
         lines.append(f"    you: {summary.pending} pairs still to judge (verdict hidden until "
                      "then)")
     elif summary.human is not None:
         lines.append(f"    you: {summary.human.describe(a, b)}")
     if summary.automatic is not None:
         lines.append(f"    reward model: {summary.automatic.describe(a, b)}")
-    if run["status"] != "judging" and summary.warning:
+    if run.status != RunStatus.JUDGING and summary.warning:
         lines.append(f"    warning: {summary.warning}")
     return lines
 
 
 def _exit_status(result) -> int:
     """0 for a completed run, 130 for a cancelled one, 1 (with the reason) for a failed one."""
-    if result.status == "failed":
+    if result.status == RunStatus.FAILED:
         print(f"rlhf-desk: error: {result.error}", file=sys.stderr)
         return 1
-    return 0 if result.status == "completed" else 130
+    return 0 if result.status == RunStatus.COMPLETED else 130
 
 
 def _int_in(lo: int, hi: int) -> Callable[[str], int]:
@@ -545,8 +513,10 @@ def _int_in(lo: int, hi: int) -> Callable[[str], int]:
 def _add_config_options(parser: argparse.ArgumentParser, cls: type, skip: tuple = ()) -> None:
     """One --option per config field, with its help text: a new field needs no CLI code.
     The values are checked by the config's own ``validate`` (ranges, NaN), in one place."""
-    from dataclasses import MISSING, fields
-    for f in fields(cls):
+    from dataclasses import MISSING
+
+    from desktop_app.core.config import form_fields
+    for f in form_fields(cls):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
@@ -601,7 +571,7 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .core.config import SamplingConfig
+    from desktop_app.core.config import SamplingConfig
     parser = _Parser(
         prog="rlhf-desk", description="RLHF Desk: judge paired generations, train reward "
         "models and PPO policies on your own machine. With no command, opens the app.")
@@ -627,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gui", action="store_true", help="only build the demo workspace")
     p = command("import", cmd_import, "import prompts (.txt/.jsonl/.csv) or preference pairs")
     p.add_argument("file")
-    from .core.formats import DEFAULT_MAX_CHARS
+    from desktop_app.core.data.formats import DEFAULT_MAX_CHARS
     p.add_argument("--max-chars", type=_int_in(1, 10**9), default=DEFAULT_MAX_CHARS,
                    metavar="N", help="longest prompt or response to import, in characters; "
                    f"longer ones are reported as malformed (default {DEFAULT_MAX_CHARS})")
@@ -654,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="base model folder")
     p.add_argument("--resume", type=int, metavar="RUN_ID",
                    help="continue a cancelled or failed run from its last checkpoint")
-    from .core.config import RewardConfig
+    from desktop_app.core.config import RewardConfig
     _add_config_options(p, RewardConfig)
 
     p = command("train-ppo", cmd_train_ppo,
@@ -663,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reward", type=int, metavar="RUN_ID", help="the reward-model run to use")
     p.add_argument("--resume", type=int, metavar="RUN_ID",
                    help="continue a cancelled or failed PPO run from its last checkpoint")
-    from .core.config import PPOConfig
+    from desktop_app.core.config import PPOConfig
     _add_config_options(p, PPOConfig)
 
     p = command("export-model", cmd_export_model,
@@ -698,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reward", type=int, metavar="RUN_ID",
                    help="the reward-model run that judges (default: the newest completed)")
     p.add_argument("--model", help="base model folder (default: the one the PPO run used)")
-    from .core.config import EvalConfig
+    from desktop_app.core.config import EvalConfig
     _add_config_options(p, EvalConfig)
 
     p = command("rank-pending", cmd_rank_pending,
@@ -721,18 +691,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from .core.store import StoreError
-    from .core.workspace import WorkspaceError
-    errors: list[type[BaseException]] = [CliError, StoreError, WorkspaceError, OSError]
-    try:
-        from .core.formats import FormatError
-        errors.append(FormatError)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
 def main(argv: list[str] | None = None) -> int:
     # A file name that is not valid UTF-8 must not turn printing the result into a crash.
     for stream in (sys.stdout, sys.stderr):
@@ -744,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         out = Output(bool(args.json))
         if args.smoke_test:
-            from .smoke import run_smoke_test
+            from desktop_app.smoke import run_smoke_test
             return run_smoke_test(out.info)
         func = getattr(args, "func", cmd_gui)
         return func(args, out)
@@ -758,7 +716,7 @@ def main(argv: list[str] | None = None) -> int:
         if logging.getLogger().handlers and not getattr(exc, "logged", False):
             # The GUI logs to its workspace: keep the traceback there.
             logging.getLogger("rlhf-desk").error("failed", exc_info=True)
-        from .core.events import Cancelled
+        from desktop_app.core.events import Cancelled
         if isinstance(exc, Cancelled):
             print("rlhf-desk: cancelled", file=sys.stderr)
             return 130
@@ -767,19 +725,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _message(exc: Exception) -> str:
-    """One sentence for a failure: our own errors carry one, the disk's and the operating
-    system's get one (core.errors), and anything else is a bug, said as such."""
-    from .core.errors import explain
-    outside = explain(exc)
-    if outside is not None:
-        return outside
-    known = isinstance(exc, _known_errors()) or type(exc).__name__ in (
-        "ModelLoadError", "ModelFolderError", "RewardTrainingError", "PPOTrainingError",
-        "ExportError", "RewardModelError", "EvaluationError", "UncertaintyError")
-    if known and str(exc).strip():
-        return str(exc).strip()
-    return (f"unexpected {type(exc).__name__}: {exc} (a bug in RLHF Desk; "
-            "RLHF_DESK_DEBUG=1 shows where)")
+    """One sentence for a failure (``core.errors.describe``); a bug is said as such."""
+    sentence, is_bug = describe(exc)
+    if is_bug:
+        return f"unexpected {sentence} (a bug in RLHF Desk; RLHF_DESK_DEBUG=1 shows where)"
+    return sentence
 
 
 if __name__ == "__main__":

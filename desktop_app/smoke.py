@@ -8,7 +8,7 @@
                and closes
 
 Exit 0 when all pass; otherwise 1, with one line on stderr saying which step failed and why.
-Used by packaging/build.sh on the frozen app, and by tests/test_smoke.py on the source tree.
+Used by packaging/build.sh on the frozen app, and by tests/gui/test_smoke.py on the source tree.
 On Linux without a display it runs offscreen.
 """
 
@@ -23,11 +23,13 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from desktop_app.core.errors import UserError
+
 TIMEOUT_S = 120.0
 
 
-class SmokeTestError(Exception):
-    pass
+class SmokeTestError(UserError):
+    """A part of the installation that does not work; the message says which."""
 
 
 def run_smoke_test(out: Callable[[str], None] = print) -> int:
@@ -64,7 +66,7 @@ def run_smoke_test(out: Callable[[str], None] = print) -> int:
 # ---- 1 ---------------------------------------------------------------------------------------
 
 def _resources(state: dict) -> str:
-    from .core import resources
+    from desktop_app.core import resources
 
     names = ["demo_corpus.jsonl", "demo_prompts.txt"]
     for name in names:
@@ -82,9 +84,9 @@ def _ml_stack(state: dict) -> str:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from .core.resources import resource_path
-    from .ml.model_loader import load_model
-    from .ml.tiny_models import build_tiny_model, train_tokenizer
+    from desktop_app.core.resources import resource_path
+    from desktop_app.ml.models.loader import load_model
+    from desktop_app.ml.models.tiny import build_tiny_model, train_tokenizer
 
     lines = []
     with resource_path("demo_corpus.jsonl").open(encoding="utf-8") as handle:
@@ -119,10 +121,10 @@ def _ml_stack(state: dict) -> str:
 def _main_window(state: dict) -> str:
     from PySide6.QtCore import QCoreApplication
 
-    from .core.store import Store
-    from .core.workspace import Workspace
-    from .gui.app import create_app
-    from .gui.main_window import MainWindow
+    from desktop_app.core.data.store import Store
+    from desktop_app.core.workspace import Workspace
+    from desktop_app.gui.app import create_app
+    from desktop_app.gui.main_window import MainWindow
 
     errors: list[str] = []
     previous_hook = sys.excepthook
@@ -172,7 +174,7 @@ def _main_window(state: dict) -> str:
         window.close()
         wait(lambda: not window.isVisible(), "the window to close", 60)
         # The app ends its process here and leaves a scan behind; the smoke test goes on.
-        from .gui.jobs import running_jobs
+        from desktop_app.gui.jobs import running_jobs
         wait(lambda: not running_jobs(), "background jobs to end", 60)
         QCoreApplication.processEvents()
         pages = window.sidebar.count()

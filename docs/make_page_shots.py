@@ -43,20 +43,23 @@ def settle(app, seconds: float = 0.3) -> None:
 def fill_ppo_page(window, store) -> None:
     """The PPO page as after a run: the charts of the stored run and a page of samples."""
     from types import SimpleNamespace
+
+    from desktop_app.core.runs.record import RunKind, RunStatus
     page = window.ppo_page
-    run = [r for r in store.list_runs() if r["kind"] == "ppo" and r["status"] == "completed"][0]
-    for point in store.metrics(run["id"]):
+    run = [r for r in store.list_runs()
+           if r.kind == RunKind.PPO and r.status == RunStatus.COMPLETED][0]
+    for point in store.metrics(run.id):
         page.charts.add_point(point["name"], point["step"], point["value"])
     page.charts.redraw_all()
     rows = [{"prompt": f"Tell me about the river number {i}.",
              "response": "The river runs past the quiet stone and the green light. " * (1 + i % 3),
              "score": 0.1 * i - 0.4, "kl": 0.02 * i} for i in range(8)]
     page._add_samples(SimpleNamespace(step=30, rows=rows))
-    page.progress.setRange(0, 30)
-    page.progress.setValue(30)
-    page.progress.setFormat("step %v / %m")
-    page.progress_label.setText(f"Run #{run['id']} finished in 0:45: score -0.112 → +0.604, "
-                                "KL 2.713. Policy saved to runs/0003-ppo/policy")
+    page.run.progress.setRange(0, 30)
+    page.run.progress.setValue(30)
+    page.run.progress.setFormat("step %v / %m")
+    page.run.say(f"Run #{run.id} finished in 0:45: score -0.112 → +0.604, "
+                 "KL 2.713. Policy saved to runs/0003-ppo/policy")
 
 
 def main() -> int:
@@ -64,7 +67,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     from gui.page_data import populate
 
-    from desktop_app.core.store import Store
+    from desktop_app.core.data.store import Store
     from desktop_app.core.workspace import Workspace
     from desktop_app.gui.app import create_app
     from desktop_app.gui.main_window import MainWindow

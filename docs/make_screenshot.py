@@ -43,11 +43,11 @@ def main() -> int:
     root = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(tempfile.mkdtemp()) / "demo"
     from PySide6.QtCore import QEventLoop, QTimer
 
-    from desktop_app.core.store import Store
+    from desktop_app.core.data.store import Store
     from desktop_app.core.workspace import Workspace
     from desktop_app.gui.app import create_app
     from desktop_app.gui.main_window import MainWindow
-    from desktop_app.ml.demo import ensure_demo_workspace
+    from desktop_app.ml.models.demo import ensure_demo_workspace
 
     workspace = Workspace.open(root)
     info = ensure_demo_workspace(workspace)
@@ -63,16 +63,16 @@ def main() -> int:
     loop = QEventLoop()
     deadline.timeout.connect(loop.quit)
     poll = QTimer()
-    poll.timeout.connect(lambda: window.judge_page.current is not None and loop.quit())
+    poll.timeout.connect(lambda: window.judge_page.loop.current is not None and loop.quit())
     poll.start(100)
     deadline.start(300_000)
     loop.exec()
     page = window.judge_page
-    if page.current is None:
+    if page.loop.current is None:
         print("no pair appeared in time", file=sys.stderr)
         return 1
     for side in ("left", "right", "left"):      # a few judgments so the progress line is real
-        page.judge(side)
+        page.loop.judge(side)
     app.processEvents()
     out.parent.mkdir(parents=True, exist_ok=True)
     window.grab().save(str(out))
@@ -88,7 +88,7 @@ def main() -> int:
     reward.form.set_value(cfg)
     reward.refresh()
     reward.start_training()
-    wait_until(lambda: reward.job is not None and not reward.job.running, 600)
+    wait_until(lambda: reward.run.last_result is not None and not reward.run.running, 600)
     app.processEvents()
     window.grab().save(str(out.with_name("reward-training.png")))
 
@@ -99,19 +99,20 @@ def main() -> int:
     ppo.form.set_value(cfg)
     ppo.refresh()
     ppo.start()
-    wait_until(lambda: ppo.job is not None and not ppo.job.running, 900)
+    wait_until(lambda: ppo.run.last_result is not None and not ppo.run.running, 900)
     app.processEvents()
     window.grab().save(str(out.with_name("ppo-training.png")))
 
     # Blind evaluation of the tuned policy against the base on the held-out prompts, judged by
     # the same stand-in annotator; then its results, and the runs page overlaying the runs.
-    from desktop_app.core.eval_runs import record_human_result
+    from desktop_app.core.evaluation.results import record_human_result
+    from desktop_app.core.runs.record import RunKind
     evaluate = window.evaluate_page
     window.show_page("Evaluate")
     evaluate.refresh()
     evaluate.start()
     wait_until(lambda: not evaluate.running, 900)
-    eval_run = [r for r in store.list_runs() if r["kind"] == "eval"][-1]["id"]
+    eval_run = [r for r in store.list_runs() if r.kind == RunKind.EVAL][-1].id
     while (pair := store.next_pending(eval_run_id=eval_run)) is not None:
         left, right = len(pair.left["text"].split()), len(pair.right["text"].split())
         side = "tie" if left == right else "left" if left > right else "right"
@@ -125,7 +126,7 @@ def main() -> int:
 
     runs = window.runs_page
     window.show_page("Runs")
-    ppo_runs = [r["id"] for r in store.list_runs() if r["kind"] == "ppo"]
+    ppo_runs = [r.id for r in store.list_runs() if r.kind == RunKind.PPO]
     runs.select_runs(ppo_runs[-1:])
     wait_until(lambda: False, 1)
     window.grab().save(str(out.with_name("runs.png")))

@@ -8,7 +8,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
-from desktop_app.core.store import Store  # noqa: E402
+from desktop_app.core.data.store import Store  # noqa: E402
 from desktop_app.core.workspace import Workspace  # noqa: E402
 
 

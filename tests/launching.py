@@ -79,6 +79,8 @@ def launch(workspace: Path, model: Path, *, close_after: float | None = None,
             break
         if close_after is None and elapsed > load_timeout:
             break
+        # Timing is what is tested here (Ctrl+C at close_after seconds, or once the log says
+        # loaded, within load_timeout), and the log of another process announces nothing.
         time.sleep(0.05)
     pressed = time.monotonic()
     if proc.poll() is None:

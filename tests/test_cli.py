@@ -22,7 +22,7 @@ def last_json(out: str) -> dict:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from desktop_app.ml.tiny_models import build_tiny_model, train_tokenizer
+    from desktop_app.ml.models.tiny import build_tiny_model, train_tokenizer
     lines = ["Hello there.", "How are you?", "The sky is blue.", "Cats sleep a lot."] * 4
     path = tmp_path_factory.mktemp("cli-models") / "tiny-gpt2"
     build_tiny_model("gpt2", train_tokenizer(lines, vocab_size=300, pad_token=False), path,
@@ -48,7 +48,7 @@ def test_import_generate_judge_export_stats(capsys, tmp_path, tiny_model):
     result = last_json(out)
     assert result["pairs_generated"] == 2 and result["tokens_per_s"] > 0 and result["seed"] == 3
 
-    from desktop_app.core.store import Store
+    from desktop_app.core.data.store import Store
     with Store(tmp_path / "ws" / "rlhf.db") as store:
         assert store.stats()["prompts_without_pairs"] == 1
         first = store.next_pending()
@@ -108,7 +108,7 @@ def test_import_pairs(capsys, tmp_path):
 def test_errors_are_one_line_without_traceback(capsys, tmp_path, argv, fragment):
     (tmp_path / "prompts.pdf").write_bytes(b"%PDF")
     ws = tmp_path / "ws"
-    from desktop_app.core.store import Store
+    from desktop_app.core.data.store import Store
     with Store(ws.mkdir() or ws / "rlhf.db") as store:
         store.add_prompts(["x"])
     code, out, err = run(capsys, "--workspace", str(ws),
@@ -128,7 +128,7 @@ def test_module_entry_point_and_version():
 
 def _runs_workspace(tmp_path):
     """A workspace with a reward run (folder + metrics) and a PPO run made from it."""
-    from desktop_app.core.store import Store
+    from desktop_app.core.data.store import Store
     from desktop_app.core.workspace import Workspace
     workspace = Workspace.open(tmp_path / "ws")
     with Store(workspace.db_path) as store:
@@ -187,7 +187,7 @@ def test_runs_errors_are_one_line(capsys, tmp_path, argv, fragment):
 
 
 def test_runs_delete_removes_rows_and_folder(capsys, tmp_path):
-    from desktop_app.core.store import Store
+    from desktop_app.core.data.store import Store
     workspace, reward, ppo = _runs_workspace(tmp_path)
     ws = str(workspace.root)
     folder = workspace.runs_dir / f"{reward:04d}-reward"
@@ -206,4 +206,4 @@ def test_runs_delete_removes_rows_and_folder(capsys, tmp_path):
     assert result["folders"] == [str(folder)] and not folder.exists()
     with Store(workspace.db_path) as store:
         assert store.get_run(reward) is None and store.metrics(reward) == []
-        assert store.get_run(ppo)["parent_run_id"] is None
+        assert store.get_run(ppo).parent_run_id is None

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from desktop_app.cli import main
-from desktop_app.core.store import GenerationIn, Store
+from desktop_app.core.data.store import GenerationIn, Store
 
 
 def run(capsys, *argv):

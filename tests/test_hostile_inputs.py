@@ -19,7 +19,7 @@ import pytest
 from hostile_inputs import CASES, write_corpus
 
 from desktop_app.cli import build_parser, main
-from desktop_app.core.store import Store
+from desktop_app.core.data.store import Store
 from desktop_app.core.workspace import Workspace
 
 

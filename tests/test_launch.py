@@ -1,7 +1,7 @@
 """The app as a person starts it: a child process with a model to load, closed by Ctrl+C.
 
 Start-up imports the ML stack on one thread while the first model is inspected and loaded on
-another; before ml/stack.py, about a quarter of such launches died with "cannot import name
+another; before ml/models/stack.py, about a quarter of such launches died with "cannot import name
 'AutoConfig' from 'transformers'". Closing during start-up used to leave the process running
 unseen, loading the model and opening a run nobody saw. bench/launch_repeat.py does the same
 30+ times (and on screen under Xvfb)."""
@@ -11,19 +11,19 @@ from __future__ import annotations
 import pytest
 from launching import launch
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]  # real app processes
 
 
 @pytest.fixture(scope="module")
 def model_and_workspace(tmp_path_factory):
-    from desktop_app.ml.tiny_models import build_tiny_model, train_tokenizer
+    from desktop_app.ml.models.tiny import build_tiny_model, train_tokenizer
     root = tmp_path_factory.mktemp("launch")
     lines = ["Hello there, how are you today?", "The cat sat on the mat.",
              "Please write a short poem about the sea."] * 4
     tokenizer = train_tokenizer(lines, vocab_size=300, chat_template=True, pad_token=False)
     build_tiny_model("llama", tokenizer, root / "tiny-llama", hidden=32, heads=2)
     workspace = root / "workspace"
-    from desktop_app.core.store import Store
+    from desktop_app.core.data.store import Store
     from desktop_app.core.workspace import Workspace
     with Store(Workspace.open(workspace).db_path) as store:
         store.add_prompts([f"Tell me about thing {i}." for i in range(20)])

@@ -7,6 +7,12 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+from desktop_app.core.errors import UserError
+
+
+class ConfigError(UserError, ValueError):
+    """A setting of the wrong type or outside its range; the message names it."""
+
 
 def opt(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
         step: float | None = None, label: str | None = None, choices: tuple | None = None) -> Any:
@@ -17,24 +23,24 @@ def opt(default: Any, help: str, *, minimum: float | None = None, maximum: float
 
 
 def validate_fields(config: Any) -> None:
-    """Raise ValueError naming the first field of the wrong type, outside its documented range
-    or choices. The one check every config goes through before anything is loaded or recorded
-    (CLI options, GUI forms and stored run configs alike)."""
+    """Raise ConfigError (a ValueError) naming the first field of the wrong type, outside its
+    documented range or choices. The one check every config goes through before anything is
+    loaded or recorded (CLI options, GUI forms and stored run configs alike)."""
     for f in fields(config):
         value = getattr(config, f.name)
         lo, hi, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
         expected = type(f.default) if f.default is not MISSING else None
         if expected in (int, float, bool, str) and not _is_a(value, expected):
-            raise ValueError(f"{f.name} = {value!r} is not {_TYPE_WORDS[expected]}")
+            raise ConfigError(f"{f.name} = {value!r} is not {_TYPE_WORDS[expected]}")
         if choices and value not in choices:
-            raise ValueError(f"{f.name} = {value!r} is not one of {', '.join(map(str, choices))}")
+            raise ConfigError(f"{f.name} = {value!r} is not one of {', '.join(map(str, choices))}")
         # NaN compares false with everything, so it would slip through the range check below
         # (and JSON cannot even store it).
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{f.name} = {value} is not a finite number")
+            raise ConfigError(f"{f.name} = {value} is not a finite number")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (
                 lo is not None and value < lo or hi is not None and value > hi):
-            raise ValueError(f"{f.name} = {value} is outside [{lo}, {hi}]")
+            raise ConfigError(f"{f.name} = {value} is outside [{lo}, {hi}]")
 
 
 _TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
@@ -87,37 +93,73 @@ class SamplingConfig(ConfigBase):
 
 
 @dataclass
-class RewardConfig(ConfigBase):
-    """Reward-model training: LoRA adapter + scalar head, Bradley-Terry loss."""
+class TrainingConfig(ConfigBase):
+    """The fields every training method shares (optimiser, LoRA, number format, device, seed,
+    checkpoints), declared once. A method's config subclasses this and adds its own; where its
+    default differs it says so with ``shared(name, default)``."""
 
-    epochs: float = opt(2.0, "Passes over the training pairs (fractions allowed).",
-                        minimum=0.1, maximum=100.0, step=0.5)
-    lr: float = opt(2e-4, "Peak learning rate (AdamW) for the LoRA weights and the head.",
-                    minimum=1e-7, maximum=1.0, step=1e-5, label="Learning rate")
-    batch_size: int = opt(8, "Pairs per micro-batch (chosen and rejected go through together).",
-                          minimum=1, maximum=1024, step=1)
-    grad_accum: int = opt(1, "Micro-batches per optimiser step.", minimum=1, maximum=256,
-                          step=1, label="Gradient accumulation")
-    max_length: int = opt(512, "Longest prompt + response in tokens; the prompt is cut from "
-                               "the left so the response is kept.", minimum=16, maximum=32768,
-                          step=64)
+    lr: float = opt(1e-4, "Peak learning rate (AdamW) of the trainable weights (LoRA and any "
+                          "head).", minimum=1e-7, maximum=1.0, step=1e-5, label="Learning rate")
+    weight_decay: float = opt(0.0, "AdamW weight decay.", minimum=0.0, maximum=1.0, step=0.01)
+    max_grad_norm: float = opt(1.0, "Gradient clipping (global norm; 0 = off).", minimum=0.0,
+                               maximum=100.0, step=0.1, label="Max grad norm")
+    grad_accum: int = opt(1, "Micro-batches each optimiser step's batch is split into (the "
+                             "same result with less memory).", minimum=1, maximum=256, step=1,
+                          label="Gradient accumulation")
     lora_r: int = opt(16, "LoRA rank.", minimum=1, maximum=512, step=1, label="LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha (scale = alpha / rank).", minimum=1, maximum=1024,
                           step=1, label="LoRA alpha")
-    lora_dropout: float = opt(0.0, "Dropout on the LoRA path. Off by default, as in TRL's "
-                                   "reward trainer: it adds noise to the comparison and costs "
-                                   "~30% of the speed.", minimum=0.0, maximum=0.9, step=0.05,
+    lora_dropout: float = opt(0.0, "Dropout on the LoRA path. Off by default: it adds noise to "
+                                   "reward comparisons and to the PPO ratio, and costs ~30% of "
+                                   "the speed.", minimum=0.0, maximum=0.9, step=0.05,
                               label="LoRA dropout")
     target_modules: str = opt("all-linear", "Layers that get LoRA: 'all-linear' (every linear "
                                             "layer of the blocks) or a comma-separated list of "
                                             "module names.", label="LoRA targets")
+    gradient_checkpointing: bool = opt(False, "Trade compute for memory (recompute activations).")
+    precision: str = opt("auto", "Autocast: auto = bf16 on CUDA where supported, else fp16 on "
+                                 "CUDA, else fp32.", choices=("auto", "bf16", "fp16", "fp32"))
+    device: str = opt("auto", "Where to train.", choices=("auto", "cpu", "cuda", "mps"))
+    seed: int = opt(0, "Seed for the data split and order, sampling, LoRA init and dropout.",
+                    minimum=0, maximum=2**31 - 1, step=1)
+    checkpoint_every: int = opt(50, "Save a resumable checkpoint every N optimiser steps (and "
+                                    "on cancel).", minimum=1, maximum=100000, step=10)
+
+
+def form_fields(config: Any) -> list:
+    """A config's fields in the order forms and ``--help`` list them: a training method's own
+    fields (epochs, steps, its loss) first, then the shared ones (``TrainingConfig``)."""
+    every = fields(config)
+    if not (isinstance(config, TrainingConfig) or (
+            isinstance(config, type) and issubclass(config, TrainingConfig))):
+        return list(every)
+    common = TrainingConfig.__dataclass_fields__
+    return [f for f in every if f.name not in common] + [f for f in every if f.name in common]
+
+
+def shared(name: str, default: Any) -> Any:
+    """``TrainingConfig``'s field ``name`` (its help, label and range) with another default."""
+    base = TrainingConfig.__dataclass_fields__[name]
+    return field(default=default, metadata=base.metadata)
+
+
+@dataclass
+class RewardConfig(TrainingConfig):
+    """Reward-model training: LoRA adapter + scalar head, Bradley-Terry loss."""
+
+    lr: float = shared("lr", 2e-4)
+    checkpoint_every: int = shared("checkpoint_every", 100)
+    epochs: float = opt(2.0, "Passes over the training pairs (fractions allowed).",
+                        minimum=0.1, maximum=100.0, step=0.5)
+    batch_size: int = opt(8, "Pairs per micro-batch (chosen and rejected go through together).",
+                          minimum=1, maximum=1024, step=1)
+    max_length: int = opt(512, "Longest prompt + response in tokens; the prompt is cut from "
+                               "the left so the response is kept.", minimum=16, maximum=32768,
+                          step=64)
     warmup_ratio: float = opt(0.05, "Share of steps spent warming the learning rate up.",
                               minimum=0.0, maximum=0.5, step=0.01)
     scheduler: str = opt("cosine", "Learning-rate decay after warm-up.",
                          choices=("cosine", "linear", "constant"))
-    weight_decay: float = opt(0.0, "AdamW weight decay.", minimum=0.0, maximum=1.0, step=0.01)
-    max_grad_norm: float = opt(1.0, "Gradient clipping (global norm).", minimum=0.0,
-                               maximum=100.0, step=0.1, label="Max grad norm")
     margin: float = opt(0.0, "Required reward margin in the loss: -logsigmoid(rc - rr - m).",
                         minimum=0.0, maximum=10.0, step=0.1)
     ties: str = opt("equal", "Ties: 'equal' trains them toward equal rewards, 'drop' leaves "
@@ -131,20 +173,12 @@ class RewardConfig(ConfigBase):
                               "(and at the end).", minimum=1, maximum=100000, step=10)
     log_every: int = opt(5, "Log training metrics every N optimiser steps.", minimum=1,
                          maximum=10000, step=1)
-    checkpoint_every: int = opt(100, "Save a resumable checkpoint every N optimiser steps "
-                                     "(and on cancel).", minimum=1, maximum=100000, step=10)
-    gradient_checkpointing: bool = opt(False, "Trade compute for memory (recompute activations).")
-    precision: str = opt("auto", "Autocast: auto = bf16 on CUDA where supported, else fp16 on "
-                                 "CUDA, else fp32.", choices=("auto", "bf16", "fp16", "fp32"))
-    device: str = opt("auto", "Where to train.", choices=("auto", "cpu", "cuda", "mps"))
     min_pairs: int = opt(16, "Refuse to train with fewer usable training pairs than this.",
                          minimum=2, maximum=100000, step=1, label="Minimum pairs")
-    seed: int = opt(0, "Seed for the split, data order, LoRA init and dropout.", minimum=0,
-                    maximum=2**31 - 1, step=1)
 
 
 @dataclass
-class PPOConfig(ConfigBase):
+class PPOConfig(TrainingConfig):
     """PPO against a reward model: a LoRA policy and a LoRA value model on one frozen base,
     per-token KL penalty against the starting policy, GAE, clipped losses (TRL's names)."""
 
@@ -154,17 +188,8 @@ class PPOConfig(ConfigBase):
                           minimum=1, maximum=4096, step=1)
     mini_batch_size: int = opt(4, "Responses per optimiser step within a PPO epoch.",
                                minimum=1, maximum=4096, step=1, label="Mini-batch size")
-    grad_accum: int = opt(1, "Micro-batches each mini-batch is split into (same result, less "
-                             "memory).", minimum=1, maximum=256, step=1,
-                          label="Gradient accumulation")
     ppo_epochs: int = opt(4, "Passes over each batch of responses.", minimum=1, maximum=100,
                           step=1, label="PPO epochs")
-    lr: float = opt(1e-4, "Learning rate (AdamW) for the policy and value LoRA weights and the "
-                          "value head.", minimum=1e-7, maximum=1.0, step=1e-5,
-                    label="Learning rate")
-    weight_decay: float = opt(0.0, "AdamW weight decay.", minimum=0.0, maximum=1.0, step=0.01)
-    max_grad_norm: float = opt(1.0, "Gradient clipping (global norm; 0 = off).", minimum=0.0,
-                               maximum=100.0, step=0.1, label="Max grad norm")
     kl_coef: float = opt(0.05, "Weight of the per-token KL penalty against the starting "
                                "policy (the initial value when adaptive).", minimum=0.0,
                          maximum=10.0, step=0.01, label="KL coefficient")
@@ -217,33 +242,16 @@ class PPOConfig(ConfigBase):
     prompt_file: str = opt("", "Train on the prompts of this file (.txt/.jsonl/.csv) instead; "
                                "they are added to the workspace (duplicates skipped) first.",
                            label="Prompt file")
-    lora_r: int = opt(16, "LoRA rank of the policy and value adapters.", minimum=1,
-                      maximum=512, step=1, label="LoRA rank")
-    lora_alpha: int = opt(32, "LoRA alpha (scale = alpha / rank).", minimum=1, maximum=1024,
-                          step=1, label="LoRA alpha")
-    lora_dropout: float = opt(0.0, "Dropout on the LoRA path (off: it would make the PPO "
-                                   "ratio noisy).", minimum=0.0, maximum=0.9, step=0.05,
-                              label="LoRA dropout")
-    target_modules: str = opt("all-linear", "Layers that get LoRA: 'all-linear' or a "
-                                            "comma-separated list of module names.",
-                              label="LoRA targets")
     sample_every: int = opt(10, "Show a few (prompt, response, score, KL) samples every N "
                                 "steps.", minimum=1, maximum=100000, step=1)
-    checkpoint_every: int = opt(50, "Save a resumable checkpoint every N steps (and on "
-                                    "cancel).", minimum=1, maximum=100000, step=10)
-    precision: str = opt("auto", "Autocast: auto = bf16 on CUDA where supported, else fp16 on "
-                                 "CUDA, else fp32.", choices=("auto", "bf16", "fp16", "fp32"))
-    device: str = opt("auto", "Where to train.", choices=("auto", "cpu", "cuda", "mps"))
-    seed: int = opt(0, "Seed for prompt order, sampling, LoRA init and mini-batch order.",
-                    minimum=0, maximum=2**31 - 1, step=1)
 
     def validate(self) -> None:
         validate_fields(self)
         if self.mini_batch_size > self.batch_size:
-            raise ValueError(f"mini_batch_size = {self.mini_batch_size} is larger than "
+            raise ConfigError(f"mini_batch_size = {self.mini_batch_size} is larger than "
                              f"batch_size = {self.batch_size}")
         if self.mini_batch_size % self.grad_accum:
-            raise ValueError(f"mini_batch_size = {self.mini_batch_size} is not a multiple of "
+            raise ConfigError(f"mini_batch_size = {self.mini_batch_size} is not a multiple of "
                              f"grad_accum = {self.grad_accum}")
 
 

@@ -1,10 +1,17 @@
-"""Sentences for the failures that come from outside the app: the disk, the database file, the
+"""The app's error types, and one sentence for every failure.
+
+``UserError`` is the base of every problem the person can fix (a bad file, too few judgments, a
+run that cannot be resumed): its message says what went wrong and what to do, and it is shown
+as it is. Everything else is either a failure from outside the app (the disk, the database
+file, the operating system, memory), which ``explain`` turns into a sentence, or a bug.
+``describe`` decides which, once, for the command line's ``main`` and the GUI's job layer.
+
+Sentences for the failures that come from outside the app: the disk, the database file, the
 operating system. Raw exception names and errno text ("OperationalError: disk I/O error",
 "[Errno 21] Is a directory") mean nothing to the person at the desk; each case here becomes a
 sentence that names the file and says what to do.
 
-``explain(exc)`` is used once by the command line and once by the GUI's job layer and error
-hook; the store turns its own file-level SQLite failures into ``DatabaseUnavailable`` with
+The store turns its own file-level SQLite failures into ``DatabaseUnavailable`` with
 ``sqlite_message``.
 """
 
@@ -14,6 +21,28 @@ import errno
 import shutil
 import sqlite3
 from pathlib import Path
+
+
+class UserError(Exception):
+    """A problem the person can fix; the message (its first line) says what and how."""
+
+
+def describe(exc: BaseException) -> tuple[str, bool]:
+    """(one sentence for ``exc``, whether it is a bug). Our own errors carry their sentence;
+    failures from outside get one from ``explain``; a device out-of-memory gets advice;
+    anything else is unexpected, named by its type."""
+    text = str(exc).strip()
+    if isinstance(exc, UserError) and text:
+        return text.splitlines()[0], False
+    outside = explain(exc)
+    if outside is not None:
+        return outside, False
+    if "out of memory" in text.lower():
+        return ("The device ran out of memory. Try a smaller batch size, fewer new tokens, a "
+                "smaller dtype, or a smaller model."), False
+    first = text.splitlines()[0] if text else "no details"
+    return f"{type(exc).__name__}: {first}", True
+
 
 # Below this much free space a "disk I/O error" is a full disk, not a failing one: SQLite
 # reports a failed write to its WAL or shared-memory file as an I/O error, not as "full".

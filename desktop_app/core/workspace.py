@@ -15,6 +15,8 @@ from pathlib import Path
 
 import platformdirs
 
+from desktop_app.core.errors import UserError
+
 ENV_VAR = "RLHF_DESK_WORKSPACE"
 APP_NAME = "rlhf-desk"
 
@@ -40,7 +42,7 @@ def resolve_workspace_dir(explicit: str | os.PathLike | None = None) -> Path:
     return default_workspace_dir()
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(UserError):
     """The folder cannot be used as a workspace (the message says which folder and why)."""
 
 

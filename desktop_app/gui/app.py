@@ -6,10 +6,10 @@ import logging
 import os
 import sys
 
-from .. import __version__
-from ..core.store import Store
-from ..core.workspace import Workspace
-from .jobs import running_jobs
+from desktop_app import __version__
+from desktop_app.core.data.store import Store
+from desktop_app.core.workspace import Workspace
+from desktop_app.gui.jobs import running_jobs
 
 log = logging.getLogger("rlhf-desk")
 
@@ -19,15 +19,16 @@ APP_ID = "io.github.rlhfdesk.RLHFDesk"
 def create_app():
     from PySide6.QtWidgets import QApplication
 
-    from .style import STYLESHEET
+    from desktop_app.gui.widgets.style import STYLESHEET
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("RLHF Desk")
     app.setOrganizationName("rlhf-desk")
     # Matches packaging/io.github.rlhfdesk.RLHFDesk.desktop: Wayland compositors and docks
     # find the menu entry (and its icon) through it.
     app.setDesktopFileName(APP_ID)
-    app.setStyle("Fusion")
-    app.setStyleSheet(STYLESHEET)
+    if app.styleSheet() != STYLESHEET:  # once: restyling repolishes every widget there is
+        app.setStyle("Fusion")
+        app.setStyleSheet(STYLESHEET)
     icon = app_icon()
     if icon is not None:
         app.setWindowIcon(icon)
@@ -38,7 +39,7 @@ def app_icon():
     """The app icon (resources/icons, shipped in wheels and frozen builds); None if missing."""
     from PySide6.QtGui import QIcon
 
-    from ..core.resources import icon_path
+    from desktop_app.core.resources import icon_path
 
     icon = QIcon()
     for size in (48, 64, 128, 256):
@@ -78,7 +79,7 @@ def _install_excepthook(workspace: Workspace) -> None:
     """An unexpected error in a slot becomes a message box, never a silent traceback."""
     from PySide6.QtWidgets import QMessageBox
 
-    from .jobs import friendly_error
+    from desktop_app.gui.jobs import friendly_error
 
     def hook(exc_type, exc, tb):
         logging.getLogger("rlhf-desk").error("unexpected error", exc_info=(exc_type, exc, tb))
@@ -95,12 +96,12 @@ def warm_up_imports():
 
     A first import executes module code and initialises C extensions while holding the GIL
     (torch + transformers + peft: seconds on a small machine); done on the UI thread it would
-    freeze the window. It goes through ``ml.stack`` so it never races the first model's
+    freeze the window. It goes through ``ml.models.stack`` so it never races the first model's
     inspection and loading, which start at the same moment."""
     import threading
 
     def work() -> None:
-        from ..ml import stack
+        from desktop_app.ml.models import stack
         try:
             stack.import_stack()
             log.info("ML stack imported in %.1f s", stack.seconds)
@@ -135,14 +136,14 @@ def run_gui(workspace: Workspace, model: str | None = None) -> int:
     """Open the main window at once; import the ML stack and load ``model`` (or the workspace's
     last model) in the background, so the window paints and stays responsive meanwhile.
     (cli.py has called ``gui.start.exit_on_ctrl_c`` before importing this module.)"""
-    from .start import exit_on_ctrl_c
+    from desktop_app.gui.start import exit_on_ctrl_c
     exit_on_ctrl_c()
     _log_to_workspace(workspace)
     log.info("RLHF Desk %s starting on %s", __version__, workspace.root)
     try:
         app = create_app()
         _install_excepthook(workspace)
-        from .main_window import MainWindow
+        from desktop_app.gui.main_window import MainWindow
         store = Store(workspace.db_path)
         store.mark_interrupted_runs()
         window = MainWindow(workspace, store)
@@ -151,7 +152,7 @@ def run_gui(workspace: Workspace, model: str | None = None) -> int:
         if running_jobs():
             # A page had started a background job: Qt would abort on tearing its thread
             # down, so say the one line here and end now.
-            from ..cli import _message
+            from desktop_app.cli import _message
             print(f"rlhf-desk: error: {_message(exc)}".splitlines()[0], file=sys.stderr,
                   flush=True)
             logging.shutdown()

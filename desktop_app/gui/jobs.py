@@ -2,7 +2,8 @@
 
 A job is any ``fn(emit, stop) -> result``. ``Job`` moves a small runner object onto its own
 QThread (napari/superqt style); the runner calls ``fn`` and reports through signals, which Qt
-delivers on the UI thread. Failures arrive as one readable sentence, never a traceback dialog.
+delivers on the UI thread. A failure is logged with its traceback once, kept as ``Job.error``
+and announced as one readable sentence (``core.errors.describe``), never a traceback dialog.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.events import Cancelled, StopToken
+from desktop_app.core.errors import describe
+from desktop_app.core.events import Cancelled, StopToken
 
 log = logging.getLogger(__name__)
 
@@ -21,30 +23,16 @@ JobFn = Callable[[Callable[[Any], None], StopToken], Any]
 
 
 def friendly_error(exc: BaseException) -> str:
-    """One sentence for the user; our own error types already carry one, and failures of the
-    disk or the operating system get one from ``core.errors``."""
-    from ..core.errors import explain
-    outside = explain(exc)
-    if outside is not None:
-        return outside
-    text = str(exc).strip()
-    if type(exc).__name__ in {"ModelLoadError", "ModelFolderError", "StoreError", "FormatError",
-                              "WorkspaceError", "ValueError", "RewardTrainingError",
-                              "RewardModelError", "PPOTrainingError", "EvaluationError",
-                              "PlaygroundError", "UncertaintyError", "DatabaseUnavailable",
-                              "RunBusy"} and text:
-        return text.splitlines()[0]
-    if "out of memory" in text.lower():
-        return ("The device ran out of memory. Try a smaller batch size, fewer new tokens, "
-                "a smaller dtype, or a smaller model.")
-    return (f"Unexpected error ({type(exc).__name__}: "
-            f"{text.splitlines()[0] if text else 'no details'}).")
+    """``core.errors.describe``'s sentence as the window says it: a bug is an "Unexpected
+    error (Type: first line)."."""
+    sentence, is_bug = describe(exc)
+    return f"Unexpected error ({sentence})." if is_bug else sentence
 
 
 class _Runner(QObject):
     event = Signal(object)
     succeeded = Signal(object)
-    failed = Signal(str)
+    failed = Signal(object)      # the exception itself; Job turns it into a sentence
     cancelled = Signal()
 
     def __init__(self, fn: JobFn, stop: StopToken, needs_stack: bool):
@@ -63,15 +51,15 @@ class _Runner(QObject):
     def _run(self) -> None:
         try:
             if self._needs_stack:
-                # The first import of transformers must not race another thread's (ml.stack).
-                from ..ml.stack import import_stack
+                # The first import of transformers must not race another thread's (ml.models.stack).
+                from desktop_app.ml.models.stack import import_stack
                 import_stack()  # a stop asked for meanwhile is the function's to notice
             result = self._fn(self.event.emit, self._stop)
         except Cancelled:
             self.cancelled.emit()
         except Exception as exc:  # noqa: BLE001 - reported to the UI as a message
             log.error("job failed:\n%s", traceback.format_exc())
-            self.failed.emit(friendly_error(exc))
+            self.failed.emit(exc)
         else:
             # A job that notices the stop token and returns (rather than raising Cancelled)
             # has a result worth showing, e.g. "cancelled at step 40, checkpoint kept".
@@ -89,14 +77,15 @@ def running_jobs() -> list[Job]:
 class Job(QObject):
     """One background job. Connect the signals, then ``start()``; ``cancel()`` asks it to stop.
 
-    ``needs_stack`` (the default) imports the ML stack first, through ``ml.stack``; a job that
-    only touches files and the database can say False and start at once."""
+    ``needs_stack`` (the default) imports the ML stack first, through ``ml.models.stack``; a job
+    that only touches files and the database can say False and start at once."""
 
     event = Signal(object)       # core.events.Progress / Log / Metric
     succeeded = Signal(object)   # the function's return value
-    failed = Signal(str)         # a one-line message
+    failed = Signal(str)         # a one-line message (the exception is kept as ``error``)
     cancelled = Signal()
     finished = Signal()          # after any of the three above
+    error: BaseException | None = None   # what the job failed with
 
     def __init__(self, fn: JobFn, parent: QObject | None = None, name: str = "job",
                  needs_stack: bool = True):
@@ -141,9 +130,10 @@ class Job(QObject):
         self.succeeded.emit(result)
         self.finished.emit()
 
-    def _on_failed(self, message: str) -> None:
+    def _on_failed(self, exc: BaseException) -> None:
         self._end()
-        self.failed.emit(message)
+        self.error = exc
+        self.failed.emit(friendly_error(exc))
         self.finished.emit()
 
     def _on_cancelled(self) -> None:

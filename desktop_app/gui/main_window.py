@@ -1,8 +1,17 @@
-"""The main window: a sidebar of pages (Judge, Prompts, Models, Reward model) and a status bar."""
+"""The main window: a sidebar of pages (Judge, Prompts, Models, Reward model) and a status bar.
+
+The window builds the pages and wires them together; it never reads a page's state or calls
+into its parts. Pages say what happened through their signals; the window answers through its
+own (``model_loaded``, ``base_model_changed``, ``training_began``, ``training_ended``,
+``policy_requested``, ``closing``), connected here to the pages' slots. A page whose content
+goes stale while hidden has ``activate()``, called when it is shown (``ShownPage``).
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from typing import Protocol, runtime_checkable
+
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -14,20 +23,33 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .. import __version__
-from ..core.store import Store
-from ..core.workspace import Workspace
-from .evaluate_page import EvaluatePage
-from .judge_page import JudgePage
-from .models_page import ModelsPage
-from .playground_page import PlaygroundPage
-from .ppo_page import PPOPage
-from .prompts_page import PromptsPage
-from .reward_page import RewardPage
-from .runs_page import RunsPage
+from desktop_app import __version__
+from desktop_app.core.data.store import Store
+from desktop_app.core.workspace import Workspace
+from desktop_app.gui.evaluate.page import EvaluatePage
+from desktop_app.gui.judge.page import JudgePage
+from desktop_app.gui.models_page import ModelsPage
+from desktop_app.gui.playground_page import PlaygroundPage
+from desktop_app.gui.prompts_page import PromptsPage
+from desktop_app.gui.runs.page import RunsPage
+from desktop_app.gui.training.ppo_page import PPOPage
+from desktop_app.gui.training.reward_page import RewardPage
+
+
+@runtime_checkable
+class ShownPage(Protocol):
+    def activate(self) -> None:
+        """The page was shown, or shown again: bring what it shows up to date."""
 
 
 class MainWindow(QMainWindow):
+    model_loaded = Signal(object)          # ml.models.loader.LoadedModel: pairs are made with it
+    base_model_changed = Signal(str)       # a base model (no tuned policy) was loaded: its folder
+    training_began = Signal()              # a training or evaluation job started (each one)
+    training_ended = Signal()              # the last training or evaluation job ended
+    policy_requested = Signal(str, str, bool)   # base folder, policy adapter, versus base
+    closing = Signal()                     # the window closes: pages stop their jobs
+
     def __init__(self, workspace: Workspace, store: Store):
         super().__init__()
         self.workspace = workspace
@@ -69,22 +91,36 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.model_status)
         self.statusBar().addPermanentWidget(QLabel(f"v{__version__}"))
 
+        # What the pages say.
         self.models_page.model_loaded.connect(self._on_model_loaded)
         self.models_page.load_started.connect(
             lambda name: self.model_status.setText(f"Loading {name}…"))
         self.models_page.load_failed.connect(
             lambda _: self.model_status.setText("No model loaded (see the Models page)"))
-        self.prompts_page.prompts_changed.connect(self._on_prompts_changed)
-        self.judge_page.judged.connect(self._mark_prompts_stale)
+        self.prompts_page.prompts_changed.connect(self.judge_page.prompts_changed)
+        self.judge_page.judged.connect(self.prompts_page.mark_stale)
         for page in (self.reward_page, self.ppo_page, self.evaluate_page):
             page.training_started.connect(self._on_training_started)
             page.training_finished.connect(self._on_training_finished)
         self.ppo_page.policy_ready.connect(self._load_policy)
         self.evaluate_page.next_round_requested.connect(self._load_policy)
         self.evaluate_page.prompts_changed.connect(self.prompts_page.reload)
-        self._paused_for_training = False
+        # What the window tells them.
+        self.model_loaded.connect(self.judge_page.set_model)
+        for page in (self.reward_page, self.ppo_page, self.evaluate_page,
+                     self.playground_page):
+            self.base_model_changed.connect(page.set_base_model)
+        # Room for training: generation waits (its weights in main memory on a GPU), and the
+        # models the playground and the reward inspector keep as caches are freed.
+        self.training_began.connect(self.judge_page.pause_for_training)
+        self.training_began.connect(self.playground_page.free_gpu_memory)
+        self.training_began.connect(self.reward_page.free_gpu_memory)
+        self.training_ended.connect(self.judge_page.resume_after_training)
+        self.policy_requested.connect(self.models_page.load_policy)
+        for page in (self.reward_page, self.ppo_page, self.evaluate_page, self.playground_page,
+                     self.judge_page, self.models_page):
+            self.closing.connect(page.shutdown)
         self._training = 0  # training jobs running (reward, PPO, evaluation)
-        self._prompts_stale = False
         self.sidebar.setCurrentRow(0)
 
     def show_page(self, name: str) -> None:
@@ -97,29 +133,17 @@ class MainWindow(QMainWindow):
     def _show_page(self, row: int) -> None:
         self.pages.setCurrentIndex(row)
         page = self.pages.currentWidget()
-        if page is self.prompts_page and self._prompts_stale:
-            self.prompts_page.reload()
-            self._prompts_stale = False
-        if page is self.judge_page:
-            self.judge_page.refresh()
-            self.judge_page.view.setFocus()
-        if page in (self.reward_page, self.ppo_page, self.runs_page):
-            page.refresh()
+        if isinstance(page, ShownPage):
+            page.activate()
 
     def _on_model_loaded(self, lm) -> None:
         policy = " + tuned policy" + (" (pairs: tuned vs. base)" if lm.versus_base else "")
         self.model_status.setText(f"{lm.info.name}" + (policy if lm.adapter else "")
                                   + f" · {lm.device.label()}")
-        self.judge_page.set_model(lm)
+        self.model_loaded.emit(lm)
         if not lm.adapter:
-            self.reward_page.set_base_model(lm.path)
-            self.ppo_page.set_base_model(lm.path)
-            self.evaluate_page.set_base_model(lm.path)
-            self.playground_page.set_base_model(lm.path)
+            self.base_model_changed.emit(lm.path)
         self.show_page("Judge")
-
-    def _on_prompts_changed(self) -> None:
-        self.judge_page.prompts_changed()
 
     def _load_policy(self, base: str, adapter: str) -> None:
         """The next round: pairs are generated by the tuned policy (recorded per generation),
@@ -128,8 +152,7 @@ class MainWindow(QMainWindow):
         if versus_base is None:
             return
         self.show_page("Models")
-        self.models_page.select_path(base)
-        self.models_page.load_path(base, adapter=adapter, versus_base=versus_base)
+        self.policy_requested.emit(base, adapter, versus_base)
 
     def _ask_pair_mode(self) -> bool | None:
         box = QMessageBox(QMessageBox.Icon.Question, "Next round",
@@ -147,46 +170,19 @@ class MainWindow(QMainWindow):
         return {tuned: False, versus: True}.get(clicked) if clicked in (tuned, versus) else None
 
     def _on_training_started(self) -> None:
-        # Sampling and training would fight over the same cores (or GPU memory): generation
-        # waits while a training run is going, and picks up again after it. On a GPU the
-        # generation model's weights wait in main memory, and the models the playground and the
-        # reward inspector keep as caches (loaded again when next used) are freed, so training
-        # has the GPU's memory.
-        if not self._training:
-            self._paused_for_training = not self.judge_page.queue.paused
+        # Sampling and training would fight over the same cores (or GPU memory): the pages
+        # make room for each job that starts, and take it back after the last one.
         self._training += 1
-        self.judge_page.set_generation_paused(True)
-        self.judge_page.queue.park()
-        self.playground_page.free_gpu_memory()
-        self.reward_page.free_gpu_memory()
+        self.training_began.emit()
 
     def _on_training_finished(self) -> None:
         self._training = max(0, self._training - 1)
-        if self._training:
-            return  # another training job still runs
-        resume, self._paused_for_training = self._paused_for_training, False
-
-        def after_unpark() -> None:
-            if resume and not self._training:
-                self.judge_page.set_generation_paused(False)
-        self.judge_page.queue.unpark(after_unpark)
-
-    def _mark_prompts_stale(self) -> None:
-        self._prompts_stale = True
+        if not self._training:
+            self.training_ended.emit()  # no other training job still runs
 
     def closeEvent(self, event: QCloseEvent) -> None:
         # The current batch finishes (its pairs are kept); judgments are already committed.
+        # Loading and scanning are left behind; gui.app ends the process without waiting.
         self.statusBar().showMessage("Finishing the current batch before closing…")
-        self.reward_page.shutdown()
-        self.ppo_page.shutdown()
-        self.evaluate_page.shutdown()
-        self.playground_page.shutdown()
-        self.judge_page.queue.shutdown()
-        self.judge_page.order_box.shutdown()
-        # Loading and scanning hold no data: they are asked to stop and left behind (a first
-        # import or a large checkpoint being read cannot stop at once); gui.app ends the
-        # process without waiting for them.
-        for job in (self.models_page.load_job, self.models_page.scan_job):
-            if job is not None and job.running:
-                job.cancel()
+        self.closing.emit()
         super().closeEvent(event)

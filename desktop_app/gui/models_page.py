@@ -28,9 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.events import Progress
-from ..core.workspace import Workspace
-from .jobs import Job
+from desktop_app.core.events import Progress
+from desktop_app.core.workspace import Workspace
+from desktop_app.gui.jobs import Job
 
 log = logging.getLogger("rlhf-desk")
 
@@ -43,7 +43,7 @@ def _gib(n: int) -> str:
 
 
 class ModelsPage(QWidget):
-    model_loaded = Signal(object)   # ml.model_loader.LoadedModel
+    model_loaded = Signal(object)   # ml.models.loader.LoadedModel
     load_started = Signal(str)      # the model's folder name
     load_failed = Signal(str)       # a one-line message
 
@@ -133,7 +133,7 @@ class ModelsPage(QWidget):
         return folders
 
     def rescan(self) -> None:
-        from ..ml.model_discovery import discover_models
+        from desktop_app.ml.models.discovery import discover_models
         if self.scan_job is not None and self.scan_job.running:
             return
         folders = self.scan_folders()
@@ -144,7 +144,7 @@ class ModelsPage(QWidget):
         self.scan_job.start()
 
     def _fill_tree(self, entries) -> None:
-        from ..ml.model_discovery import ModelEntry
+        from desktop_app.ml.models.discovery import ModelEntry
 
         selected = self.info.path if self.info else None
         self.tree.clear()
@@ -193,7 +193,7 @@ class ModelsPage(QWidget):
 
     def select_path(self, path: str | None) -> None:
         """Inspect ``path`` (config and weight headers only) and show what it needs."""
-        from ..ml.model_inspect import ModelFolderError, inspect_model_folder
+        from desktop_app.ml.models.folder_check import ModelFolderError, inspect_model_folder
         if not path:
             return
         try:
@@ -206,7 +206,7 @@ class ModelsPage(QWidget):
     def open_at_start(self, path: str) -> None:
         """Inspect and load ``path`` in the background: at start-up nothing on the UI thread
         may wait for the ML stack's first import, or the window would stay black meanwhile."""
-        from ..ml.model_inspect import inspect_model_folder
+        from desktop_app.ml.models.folder_check import inspect_model_folder
         trusted = self._trusted(path)
         self._pending_path = path
         self.details.setText(f"<b>{Path(path).name}</b><br>{path}")
@@ -250,7 +250,7 @@ class ModelsPage(QWidget):
         self._show_details()
 
     def _show_details(self) -> None:
-        from ..ml.device import pick_device
+        from desktop_app.ml.models.device import pick_device
         if self.info is None:
             return
         info = self.info
@@ -283,12 +283,25 @@ class ModelsPage(QWidget):
                 self.workspace.save_settings(settings)
         self.load_path(path, self.device_box.currentText(), self.dtype_box.currentText(), trust)
 
+    def load_policy(self, base: str, adapter: str, versus_base: bool) -> None:
+        """The next round: show ``base`` and load it with the tuned policy ``adapter``."""
+        self.select_path(base)
+        self.load_path(base, adapter=adapter, versus_base=versus_base)
+
+    def shutdown(self) -> None:
+        """At application exit: loading and scanning hold no data, so they are asked to stop
+        and left behind (a first import or a large checkpoint being read cannot stop at once);
+        ``gui.app`` ends the process without waiting for them."""
+        for job in (self.load_job, self.scan_job):
+            if job is not None and job.running:
+                job.cancel()
+
     def load_path(self, path: str, device: str = "auto", dtype: str = "auto",
                   trust_remote_code: bool = False, adapter: str | None = None,
                   versus_base: bool = False) -> None:
         """Load ``path`` in the background; with ``adapter`` (a tuned policy) merged in, or
         kept switchable when ``versus_base`` (pairs of one tuned and one base response)."""
-        from ..ml.model_loader import load_model
+        from desktop_app.ml.models.loader import load_model
 
         def work(emit, stop):
             return load_model(path, device=device, dtype=dtype,

@@ -1,11 +1,10 @@
 """Playground: type a prompt, see the base model's and a tuned policy's responses side by side as
 they are written, with the reward model's score under each.
 
-The work is ``ml.playground.PlaygroundSession.run`` on a Job thread. It loads the models on the
-first run and keeps them while the chosen base, policy and reward model stay the same. Each new
-piece of text arrives as a ``TextDelta`` event; the panes are redrawn from a ~30 ms timer with
-the latest text, never once per token.
-"""
+The work is ``ml.generation.playground.PlaygroundSession.run`` on a Job thread. It loads the models
+on the first run and keeps them while the chosen base, policy and reward model stay the same. Each
+new piece of text arrives as a ``TextDelta`` event; the panes are redrawn from a ~30 ms timer with
+the latest text, never once per token. """
 
 from __future__ import annotations
 
@@ -32,11 +31,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.config import SamplingConfig
-from ..core.store import Store
-from ..core.workspace import Workspace
-from .config_form import ConfigForm
-from .jobs import Job
+from desktop_app.core.config import SamplingConfig
+from desktop_app.core.data.store import Store
+from desktop_app.core.runs.record import Run, RunKind
+from desktop_app.core.workspace import Workspace
+from desktop_app.gui.jobs import Job
+from desktop_app.gui.widgets.config_form import ConfigForm
+from desktop_app.gui.widgets.panes import side_by_side
 
 REDRAW_MS = 30
 CURSOR = "▍"
@@ -56,6 +57,11 @@ QPushButton#runButton:enabled { background: #e8f0fe; border: 1px solid #8ab4f8;
                                 border-radius: 4px; font-weight: bold; padding: 6px 18px; }
 QPushButton#runButton:hover { background: #d2e3fc; }
 """
+
+
+def _reward_run_id(policy: Run) -> int | None:
+    """The reward-model run a PPO run was tuned against."""
+    return policy.parent_run_id or policy.config.get("reward_run_id")
 
 
 class ResponsePane(QFrame):
@@ -134,7 +140,7 @@ class PlaygroundPage(QWidget):
         self.store = store
         self.base_model: str | None = workspace.load_settings().get("last_model")
         self.device = "auto"  # tests pin "cpu"
-        self.session = None  # ml.playground.PlaygroundSession, made on the first run
+        self.session = None  # ml.generation.playground.PlaygroundSession, made on the first run
         self.job: Job | None = None
         self.last_result = None
         self._pending: dict[str, str] = {}
@@ -235,13 +241,7 @@ class PlaygroundPage(QWidget):
         rv.addWidget(split, 1)
         rv.addWidget(self.explain)
 
-        outer = QSplitter()
-        outer.addWidget(left)
-        outer.addWidget(right)
-        outer.setStretchFactor(1, 1)
-        outer.setChildrenCollapsible(False)
-        layout = QHBoxLayout(self)
-        layout.addWidget(outer)
+        side_by_side(self, left, right)
         self.refresh()
         self._clear_panes()
 
@@ -254,22 +254,18 @@ class PlaygroundPage(QWidget):
 
     def refresh(self) -> None:
         """Refill the policy and reward-model lists from the store (completed runs only)."""
-        runs = self.store.list_runs()
         policy, reward = self.policy_box.currentData(), self.reward_box.currentData()
         for box in (self.policy_box, self.reward_box):
             box.blockSignals(True)
             box.clear()
-        for run in reversed(runs):
-            if run["kind"] == "ppo" and run["status"] == "completed" and run["artifact"]:
-                parent = run["parent_run_id"] or run["config"].get("reward_run_id")
-                self.policy_box.addItem(f"PPO run {run['id']}"
-                                        + (f" (reward run {parent})" if parent else ""),
-                                        run["id"])
-            elif run["kind"] == "reward" and run["status"] == "completed" and run["artifact"]:
-                acc = self.store.final_metrics(run["id"]).get("eval/accuracy")
-                self.reward_box.addItem(f"Reward run {run['id']}"
-                                        + (f" · val acc {acc:.2f}" if acc is not None else ""),
-                                        run["id"])
+        for run in reversed(self.store.finished_runs(RunKind.PPO)):
+            parent = _reward_run_id(run)
+            self.policy_box.addItem(f"PPO run {run.id}"
+                                    + (f" (reward run {parent})" if parent else ""), run.id)
+        for run in reversed(self.store.finished_runs(RunKind.REWARD)):
+            acc = self.store.final_metrics(run.id).get("eval/accuracy")
+            self.reward_box.addItem(f"Reward run {run.id}"
+                                    + (f" · val acc {acc:.2f}" if acc is not None else ""), run.id)
         self.policy_box.addItem("None — base model only", None)
         self.reward_box.addItem("None — don't score", None)
         for box, value in ((self.policy_box, policy), (self.reward_box, reward)):
@@ -285,18 +281,18 @@ class PlaygroundPage(QWidget):
         if not self.running:
             self.refresh()
 
-    def _policy_run(self) -> dict | None:
+    def _policy_run(self) -> Run | None:
         run_id = self.policy_box.currentData()
         return self.store.get_run(run_id) if run_id is not None else None
 
-    def _reward_run(self) -> dict | None:
+    def _reward_run(self) -> Run | None:
         run_id = self.reward_box.currentData()
         return self.store.get_run(run_id) if run_id is not None else None
 
     def _on_policy_changed(self, *_args) -> None:
         # The reward model a policy was tuned against is the natural judge of it.
         run = self._policy_run()
-        parent = (run["parent_run_id"] or run["config"].get("reward_run_id")) if run else None
+        parent = _reward_run_id(run) if run else None
         if parent is not None and self.reward_box.findData(parent) >= 0:
             self.reward_box.setCurrentIndex(self.reward_box.findData(parent))
         elif run is None and self.reward_box.currentData() is None and self.reward_box.count() > 1:
@@ -307,13 +303,13 @@ class PlaygroundPage(QWidget):
         """The base model folder and where it comes from. A policy adapter only fits the base
         it was trained on, so a chosen PPO run decides."""
         run = self._policy_run()
-        if run and run["config"].get("base_model"):
-            return run["config"]["base_model"], f"PPO run {run['id']}"
+        if run and run.config.get("base_model"):
+            return run.config["base_model"], f"PPO run {run.id}"
         if self.base_model:
             return self.base_model, "the Models page"
         reward = self._reward_run()
-        if reward and reward["config"].get("base_model"):
-            return reward["config"]["base_model"], f"reward run {reward['id']}"
+        if reward and reward.config.get("base_model"):
+            return reward.config["base_model"], f"reward run {reward.id}"
         return None, ""
 
     def _update_labels(self) -> None:
@@ -323,7 +319,7 @@ class PlaygroundPage(QWidget):
             f"{source})</span>" if base else
             "<b>Base model:</b> none — load one on the Models page.")
         run = self._policy_run()
-        self.panes["policy"].title.setText(f"Tuned policy (PPO run {run['id']})" if run
+        self.panes["policy"].title.setText(f"Tuned policy (PPO run {run.id})" if run
                                            else "Tuned policy (none chosen)")
         self._update_buttons()
 
@@ -341,11 +337,11 @@ class PlaygroundPage(QWidget):
         return self.job is not None and self.job.running
 
     def run(self) -> None:
-        from ..ml.playground import (
+        from desktop_app.ml.generation.playground import (
             PlaygroundRequest,
             PlaygroundSession,
         )
-        from ..ml.sampling import PromptInput
+        from desktop_app.ml.generation.sampling import PromptInput
 
         if self.running:
             return
@@ -370,9 +366,9 @@ class PlaygroundPage(QWidget):
             return
         request = PlaygroundRequest(
             prompt=PromptInput(0, prompt), base_model=base, sampling=sampling, seed=seed,
-            policy_adapter=policy["artifact"] if policy else None,
-            reward_adapter=reward["artifact"] if reward else None,
-            reward_base_model=reward["config"].get("base_model") if reward else None)
+            policy_adapter=policy.artifact if policy else None,
+            reward_adapter=reward.artifact if reward else None,
+            reward_base_model=reward.config.get("base_model") if reward else None)
         if self.session is None or self.session.device != self.device:
             if self.session is not None:
                 self.session.close()
@@ -406,8 +402,8 @@ class PlaygroundPage(QWidget):
             self._set_status("Stopping…")
 
     def _on_event(self, event) -> None:
-        from ..core.events import Progress
-        from ..ml.playground import TextDelta
+        from desktop_app.core.events import Progress
+        from desktop_app.ml.generation.playground import TextDelta
 
         if isinstance(event, TextDelta):
             self._pending[event.side] = event.text
@@ -463,7 +459,7 @@ class PlaygroundPage(QWidget):
                 caption += " · higher"
             self.panes[side].set_score(f"{score.value:+.2f}", caption, tone)
             self.panes[side].score.setToolTip(f"raw reward-model output {score.raw:+.4f}")
-        name = f"reward run {reward['id']}" if reward else "the reward model"
+        name = f"reward run {reward.id}" if reward else "the reward model"
         if normalised:
             text = (f"Scores from {name}, normalised with the responses it was trained on: "
                     "0 = an average judged response, +1 = one standard deviation better.")

@@ -25,9 +25,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.exports import FORMATS
-from ..core.store import Store, StoreError
-from ..core.wording import count
+from desktop_app.core.data.exports import FORMATS
+from desktop_app.core.data.store import Store, StoreError
+from desktop_app.core.errors import UserError
+from desktop_app.core.wording import count
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,20 @@ class PromptsPage(QWidget):
         layout.addWidget(self.filter)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.summary)
+        self._stale = False   # judgments changed the counts since the last reload
         self.reload()
 
+    def mark_stale(self) -> None:
+        """Pairs were judged elsewhere: the counts are read again when the page is shown."""
+        self._stale = True
+
+    def activate(self) -> None:
+        """The page is shown."""
+        if self._stale:
+            self.reload()
+
     def reload(self) -> None:
+        self._stale = False
         rows = self.store.list_prompts()
         self.model.setRowCount(0)
         for row in rows:
@@ -145,16 +157,13 @@ class PromptsPage(QWidget):
             self.import_path(path)
 
     def import_path(self, path: str) -> None:
-        from ..core.formats import FormatError
-        from ..core.importing import import_file
-        from .jobs import friendly_error
+        from desktop_app.core.data.importing import import_file
+        from desktop_app.gui.jobs import friendly_error
         try:
             report = import_file(self.store, path)
-        except (FormatError, StoreError) as exc:
-            QMessageBox.warning(self, "Import failed", str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - a disk error, or a bug: one message, no trace
-            log.error("import of %s failed", path, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - a bad file, a disk error or a bug: one message
+            if not isinstance(exc, UserError):
+                log.error("import of %s failed", path, exc_info=True)
             QMessageBox.warning(self, "Import failed", friendly_error(exc))
             return
         self.reload()
@@ -183,7 +192,7 @@ class PromptsPage(QWidget):
             self.export_path(path, fmt)
 
     def export_path(self, path: str, fmt: str) -> None:
-        from ..core.exports import export_judgments
+        from desktop_app.core.data.exports import export_judgments
         if not Path(path).suffix:
             path += FORMATS[fmt].suffix
         ties = self.store.stats()["by_choice"]["tie"]

@@ -8,14 +8,36 @@ LINES = ["Tell me about cats.", "Cats like to sleep in the sun.", "Write a poem 
          "Rain falls softly on the roof.", "How do I boil an egg?", "Put the egg in hot water."]
 
 
+@pytest.fixture(autouse=True)
+def _delete_closed_widgets():
+    """pytest-qt closes each test's widgets and asks Qt to delete them later, but that happens
+    only once some later test runs an event loop: until then they pile up (thousands) and
+    slow down every test after them. Deleted here instead, after the test's own fixtures
+    have ended (jobs waited for)."""
+    yield
+    from PySide6.QtCore import QCoreApplication, QEvent
+    if QCoreApplication.instance() is not None:
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
 @pytest.fixture(scope="session")
 def tiny_chat_model(tmp_path_factory):
     """A tiny Llama with a chat template and no pad token, saved like a real checkpoint."""
-    from desktop_app.ml.tiny_models import build_tiny_model, train_tokenizer
+    from desktop_app.ml.models.tiny import build_tiny_model, train_tokenizer
     path = tmp_path_factory.mktemp("gui-models") / "tiny-llama"
     tokenizer = train_tokenizer(LINES * 3, vocab_size=300, chat_template=True, pad_token=False)
     build_tiny_model("llama", tokenizer, path, hidden=32, heads=2)
     return path
+
+
+def flush_events() -> None:
+    """Deliver what is already queued on the UI thread: posted events (layout requests,
+    queued signals from finished jobs) and zero-delay timers, and what those post in turn.
+    After it, whatever an event set in motion here has happened; it waits for no time."""
+    from PySide6.QtCore import QCoreApplication
+    for _ in range(3):  # a zero-delay timer fires once per pass, and may post more
+        QCoreApplication.sendPostedEvents()
+        QCoreApplication.processEvents()
 
 
 def open_main_window(qtbot, workspace, store):

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import random
 
-from desktop_app.core.store import GenerationIn
+from desktop_app.core.data.store import GenerationIn
 
-from .test_reward_page import add_marker_judgments
-from .test_runs_page import _set_times, build_runs, spread_metric_times
+from .runs.test_runs_page import _set_times, build_runs, spread_metric_times
+from .training.test_reward_page import add_marker_judgments
 
 PENDING = [
     ("Explain what a reward model is, in two sentences.",

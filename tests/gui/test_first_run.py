@@ -4,9 +4,12 @@ once it produced a pair; a cut-off answer says so on the pair."""
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import Qt
 
-from desktop_app.core.store import GenerationIn
+from desktop_app.core.data.store import GenerationIn
+
+pytestmark = pytest.mark.slow  # loads a model and generates in the real window
 
 PROMPTS = [f"Prompt number {i}: tell me something nice." for i in range(12)]
 
@@ -20,7 +23,7 @@ def test_the_start_up_model_loads_in_the_background_and_is_listed(qtbot, window,
     assert window.model_status.text() == "Loading tiny-llama…"
     assert "Loading tiny-llama" in page.message.text()
     judge = window.judge_page
-    qtbot.waitUntil(lambda: judge.current is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: judge.loop.current is not None, timeout=120_000)
     assert page.info is not None and "tiny-llama" in window.model_status.text()
 
     # The first batch was a single prompt: the first pair did not wait for a batch of 8.
@@ -28,7 +31,7 @@ def test_the_start_up_model_loads_in_the_background_and_is_listed(qtbot, window,
                              "(SELECT MIN(id) FROM runs WHERE kind = 'generate')").fetchone()[0]
     assert first >= 2
     assert store.db.execute("SELECT MIN(batch_row) FROM generations").fetchone()[0] == 0
-    metrics = store.metrics(store.list_runs()[0]["id"], "generate/batch_pairs")
+    metrics = store.metrics(store.list_runs()[0].id, "generate/batch_pairs")
     assert metrics and metrics[0]["value"] == 1 and metrics[0]["step"] == 1
 
     # Opened by path, not found by a scan: listed all the same (it used to say "No models").
@@ -48,7 +51,7 @@ def test_a_start_up_model_that_is_not_a_model_says_so(qtbot, window, tmp_path):
 
 def test_a_generate_run_that_produced_nothing_is_not_kept(qtbot, window, store,
                                                            tiny_chat_model):
-    from desktop_app.ml.model_loader import load_model
+    from desktop_app.ml.models.loader import load_model
     window._on_model_loaded(load_model(tiny_chat_model, device="cpu"))  # no prompts: no batch
     queue = window.judge_page.queue
     assert queue.run_id is None and not store.list_runs()
@@ -62,7 +65,7 @@ def test_a_generate_run_that_produced_nothing_is_not_kept(qtbot, window, store,
     queue.shutdown()
     produced = store.db.execute("SELECT COUNT(*) FROM generations WHERE run_id = ?",
                                 [run_id]).fetchone()[0]
-    assert [r["id"] for r in store.list_runs()] == ([run_id] if produced else [])
+    assert [r.id for r in store.list_runs()] == ([run_id] if produced else [])
 
 
 def test_a_cut_off_answer_says_so_on_the_pair(qtbot, window, store):

@@ -15,7 +15,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hostile_inputs import CASES, write_corpus  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="the corpus has a named pipe")
+from .conftest import flush_events  # noqa: E402
+
+pytestmark = [pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="the corpus has a named pipe"),
+              pytest.mark.slow]  # 50-odd files through the real window
 
 
 def dump(db_path) -> list[str]:
@@ -39,7 +42,7 @@ def test_every_hostile_file_gives_one_message_and_leaves_the_app_usable(
         before = dump(workspace.db_path)
         shown.clear()
         page.import_path(str(paths[case.name]))
-        qtbot.wait(1)  # let anything queued run, so a stray error would show here
+        flush_events()  # let anything queued run, so a stray error would show here
 
         assert len(shown) == 1, (case.name, shown)
         kind, title, text = shown[0]

@@ -21,10 +21,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.gui.compare_view import KeyButton
+from desktop_app.gui.judge.compare_view import KeyButton
 
-from .conftest import close_main_window, open_main_window
+from .conftest import close_main_window, flush_events, open_main_window
 from .page_data import populate
+
+pytestmark = pytest.mark.slow  # every page and tab of a filled window, at two sizes
 
 SIZES = [(1024, 600), (1280, 800)]
 PAGES = ["Judge", "Prompts", "Models", "Reward model", "PPO", "Evaluate", "Playground", "Runs"]
@@ -124,7 +126,7 @@ def test_every_page_fits(filled_window, qtbot, size):
             where = name if tabs is None else f"{name} › {tabs.tabText(index)}"
             if tabs is not None:
                 tabs.setCurrentIndex(index)
-            qtbot.wait(30)
+            flush_events()  # the pending layout requests and resizes are done
             problems += [f"{where}: {p}" for p in _squeezed(filled_window)]
             problems += [f"{where}: {p}" for p in _under_scroll_bars(filled_window)]
         for tabs, _ in views:
@@ -136,15 +138,13 @@ def test_judge_buttons_name_their_keys_on_two_lines_when_narrow(filled_window, q
     buttons = filled_window.judge_page.view.buttons
     filled_window.setFixedSize(1280, 800)
     filled_window.show_page("Judge")
-    qtbot.wait(30)
-    assert buttons["left"].text() == "◀  Left is better   [1 / ←]"
+    qtbot.waitUntil(lambda: buttons["left"].text() == "◀  Left is better   [1 / ←]")
     assert all(b.text() == b.wide_text for b in buttons.values())
     filled_window.setFixedSize(1024, 600)
-    qtbot.wait(30)
     # Too narrow for one line each: the whole row names its keys on a second line.
-    assert buttons["left"].text() == "◀  Left is better\n[1 / ←]"
+    qtbot.waitUntil(lambda: buttons["left"].text() == "◀  Left is better\n[1 / ←]")
     assert all(b.text() == b.narrow_text for b in buttons.values())
+    flush_events()  # the row is laid out again for the new texts
     assert all(b.width() >= b._hint_for(b.text()).width() for b in buttons.values())
     filled_window.setFixedSize(1280, 800)
-    qtbot.wait(30)
-    assert all(b.text() == b.wide_text for b in buttons.values())
+    qtbot.waitUntil(lambda: all(b.text() == b.wide_text for b in buttons.values()))

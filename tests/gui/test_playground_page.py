@@ -12,14 +12,15 @@ from PySide6.QtWidgets import QMessageBox
 
 from desktop_app.core.config import RewardConfig
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning"),
+              pytest.mark.slow]  # loads models and generates
 
 
 def _policy_adapter(base_dir, out_dir, scale: float = 0.5) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from desktop_app.ml.reward_model import lora_targets
+    from desktop_app.ml.reward.model import lora_targets
 
     model = AutoModelForCausalLM.from_pretrained(base_dir, local_files_only=True)
     peft = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8,
@@ -33,8 +34,8 @@ def _policy_adapter(base_dir, out_dir, scale: float = 0.5) -> None:
 
 
 def _reward_adapter(base_dir, run_dir) -> None:
-    from desktop_app.ml.device import pick_device
-    from desktop_app.ml.reward_model import build_reward_model, load_tokenizer
+    from desktop_app.ml.models.device import pick_device
+    from desktop_app.ml.reward.model import build_reward_model, load_tokenizer
 
     tokenizer = load_tokenizer(base_dir)
     torch.manual_seed(0)
@@ -162,7 +163,7 @@ def test_base_only_without_a_tuned_policy(qtbot, window, workspace, store, tiny_
 
 def test_stop_cuts_the_run_short(qtbot, window, workspace, store, tiny_chat_model,
                                  tiny_artifacts, dialogs, monkeypatch):
-    from desktop_app.ml.playground import PlaygroundSession, TextDelta
+    from desktop_app.ml.generation.playground import PlaygroundSession, TextDelta
 
     # The worker waits after its first streamed text until the page has asked it to stop, so
     # the stop lands mid-generation however short the tiny model's answers happen to be
@@ -222,7 +223,7 @@ def test_problems_are_shown_in_a_dialog(qtbot, window, workspace, store, tiny_ch
 
 def test_training_frees_models_held_on_a_gpu_between_runs(qtbot, window, workspace, store,
                                                           tiny_chat_model, dialogs, monkeypatch):
-    from desktop_app.ml.playground import PlaygroundSession
+    from desktop_app.ml.generation.playground import PlaygroundSession
 
     page = open_page(window)
     page.set_base_model(str(tiny_chat_model))

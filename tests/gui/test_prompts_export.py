@@ -9,7 +9,7 @@ import random
 import pytest
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QPushButton
 
-from desktop_app.core.store import GenerationIn
+from desktop_app.core.data.store import GenerationIn
 from desktop_app.gui.prompts_page import EXPORT_FILTERS, PromptsPage
 
 

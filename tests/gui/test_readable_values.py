@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import random
 
-from desktop_app.core.store import GenerationIn
+import pytest
+
+from desktop_app.core.data.store import GenerationIn
 from desktop_app.core.wording import count
 
-from .test_reward_page import add_marker_judgments
+from .training.test_reward_page import add_marker_judgments
 
 
 def test_counts_agree_with_their_nouns():
@@ -21,7 +23,7 @@ def test_counts_agree_with_their_nouns():
 
 def test_decimal_fields_show_no_trailing_zeros(qtbot):
     from desktop_app.core.config import RewardConfig
-    from desktop_app.gui.config_form import ConfigForm
+    from desktop_app.gui.widgets.config_form import ConfigForm
     form = ConfigForm(RewardConfig(epochs=2.0, lr=2e-4, max_grad_norm=1.0))
     qtbot.addWidget(form)
     text = {name: form._editors[name].text() for name in ("epochs", "lr", "max_grad_norm")}
@@ -31,7 +33,7 @@ def test_decimal_fields_show_no_trailing_zeros(qtbot):
 
 
 def test_validation_accuracy_comes_with_its_pairs_and_interval():
-    from desktop_app.gui.reward_page import accuracy_text
+    from desktop_app.gui.training.reward_page import accuracy_text
     few = accuracy_text(1 / 3, 3)
     assert few.startswith("validation accuracy 33% on 3 pairs (95% CI 6%–79%)")
     assert "3 pairs say little" in few
@@ -42,6 +44,7 @@ def test_validation_accuracy_comes_with_its_pairs_and_interval():
     assert accuracy_text(None, None) == "validation accuracy –"
 
 
+@pytest.mark.slow  # the whole main window
 def test_reward_page_warns_when_validation_pairs_are_few(window, store):
     add_marker_judgments(store, n=40)
     pid = store.add_prompt("A prompt judged as a tie")
@@ -58,6 +61,7 @@ def test_reward_page_warns_when_validation_pairs_are_few(window, store):
     assert "Only" not in page.data_label.text()   # 20 or more: no warning
 
 
+@pytest.mark.slow  # the whole main window
 def test_undo_is_offered_only_when_there_is_something_to_undo(window, store):
     pid = store.add_prompt("Which is better?")
     store.add_pairs([(pid, GenerationIn("one", "m"), GenerationIn("two", "m"))],
@@ -65,9 +69,9 @@ def test_undo_is_offered_only_when_there_is_something_to_undo(window, store):
     page = window.judge_page
     page.refresh()
     undo = page.view.undo_button
-    assert page.current is not None and not undo.isEnabled()
-    page.judge("left")
+    assert page.loop.current is not None and not undo.isEnabled()
+    page.loop.judge("left")
     assert undo.isEnabled()
-    page.undo()
+    page.loop.undo()
     assert not undo.isEnabled()
 

@@ -5,10 +5,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from desktop_app import smoke
 from desktop_app.cli import main
 
 
+@pytest.mark.slow  # a fresh process that loads a model and opens the window
 def test_smoke_test_passes_in_a_subprocess(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.pop("QT_QPA_PLATFORM", None)  # it must choose offscreen by itself without a display

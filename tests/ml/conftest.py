@@ -15,8 +15,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from desktop_app.ml.model_loader import load_model  # noqa: E402
-from desktop_app.ml.tiny_models import build_tiny_model, train_tokenizer  # noqa: E402
+from desktop_app.ml.models.loader import load_model  # noqa: E402
+from desktop_app.ml.models.tiny import build_tiny_model, train_tokenizer  # noqa: E402
 
 # Few threads: the models are tiny, and the test machines may have two cores.
 torch.set_num_threads(2)

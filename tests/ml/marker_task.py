@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 
 from desktop_app.core.config import PPOConfig, RewardConfig, SamplingConfig
-from desktop_app.core.store import GenerationIn, Store
+from desktop_app.core.data.store import GenerationIn, Store
 from desktop_app.core.workspace import Workspace
-from desktop_app.ml.model_loader import load_model
-from desktop_app.ml.ppo_train import train_ppo
-from desktop_app.ml.reward_model import RewardScorer
-from desktop_app.ml.reward_train import train_reward_model
-from desktop_app.ml.sampling import PromptInput, sample_batch
-from desktop_app.ml.tiny_models import build_tiny_model, train_causal_lm, train_tokenizer
+from desktop_app.ml.generation.sampling import PromptInput, sample_batch
+from desktop_app.ml.models.loader import load_model
+from desktop_app.ml.models.tiny import build_tiny_model, train_causal_lm, train_tokenizer
+from desktop_app.ml.ppo.train import train_ppo
+from desktop_app.ml.reward.model import RewardScorer
+from desktop_app.ml.reward.train import train_reward_model
 
 WORDS = "the cat sat on mat and looked at rain a dog ran in park red ball".split()
 MARK = "cat"

@@ -1,0 +1,446 @@
+"""Reward-model training (LoRA + scalar head, Bradley-Terry loss) as a job: it reports through
+``emit`` and honours a stop token, so the GUI runs it on a worker thread and the CLI in the
+foreground, the same way.
+
+    check_reward_data    counts of usable judgments; refuses too few before any run exists
+    train_reward_model   the job
+      1. data      judgments -> split by prompt (a resume reuses the run's saved split) -> tokens
+      2. model     base + LoRA + score head on the device, AdamW over the trainable weights
+      3. run       a new run and its folder, or the resumed run restored from its checkpoint
+      4. loop      seeded micro-batch order, accumulate, clip, step; log, evaluate, checkpoint
+      5. end       final evaluation; adapter, tokenizer and reward statistics saved; completed
+
+The run folder ``runs/NNNN-reward`` holds adapter/ (a standard PEFT adapter including the score
+head, plus the tokenizer), checkpoint/ (adapter + trainer_state.pt), split.json, config.json
+and reward_stats.json (reward mean/std over the training responses, for PPO normalisation).
+
+The run's life (creating or resuming it, checkpoints, cancel, the end, failures) is the shared
+training loop's (``ml.training.loop``); this module supplies what is the reward model's own.
+Too few judgments, an unusable model folder or a run that cannot be resumed raise a
+``UserError`` before any run is created or reopened; once the run exists, a non-finite loss
+or a device out-of-memory ends it as "failed" and the job returns a ``RewardResult`` whose
+``error`` says why.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import astuple, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from desktop_app.core.config import RewardConfig
+from desktop_app.core.data.store import Store
+from desktop_app.core.events import Emit, Log, StopToken, ignore
+from desktop_app.core.runs.record import RunKind, RunStatus
+from desktop_app.core.runs.session import GuardRail, Resumed, write_json
+from desktop_app.ml.reward.data import EncodedPair, PairEncoder, collate
+from desktop_app.ml.reward.model import (
+    build_reward_model,
+    check_base_model,
+    load_tokenizer,
+    rewards,
+)
+from desktop_app.ml.reward.pairs import (
+    PairExample,
+    RewardTrainingError,
+    Split,
+    check_reward_data,
+    fingerprint,
+    preference_examples,
+    split_by_prompt,
+)
+from desktop_app.ml.training.files import memory_gib
+from desktop_app.ml.training.loop import Trainer, train
+from desktop_app.ml.training.optim import (
+    Optimiser,
+    autocast,
+    enable_gradient_checkpointing,
+    resolve_precision,
+)
+
+
+@dataclass
+class RewardResult:
+    run_id: int
+    status: str  # completed | cancelled | failed
+    step: int
+    total_steps: int
+    val_accuracy: float | None
+    val_loss: float | None
+    samples_per_s: float  # training pairs per second of training (evaluation not counted)
+    artifact: str | None  # the adapter folder, when completed
+    error: str | None = None
+
+
+# ---- loss ------------------------------------------------------------------------------------
+
+def pair_losses(r_chosen: torch.Tensor, r_rejected: torch.Tensor, tie: torch.Tensor,
+                margin: float = 0.0, center: float = 0.0) -> torch.Tensor:
+    """Per-pair loss. A winner: Bradley-Terry, -logsigmoid(rc - rr - margin). A tie: the same
+    likelihood with a label of one half, lowest when both rewards are equal. Centering
+    (TRL's center_rewards_coefficient) adds c * (rc + rr)^2, pulling the rewards' mean to 0."""
+    d = r_chosen - r_rejected
+    won = -F.logsigmoid(d - margin)
+    tied = -(0.5 * F.logsigmoid(d) + 0.5 * F.logsigmoid(-d))
+    loss = torch.where(tie, tied, won)
+    if center:
+        loss = loss + center * (r_chosen + r_rejected) ** 2
+    return loss
+
+
+def learning_rate(cfg: RewardConfig, step: int, total_steps: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine,
+    linear or constant. A pure function of the step (nanoGPT's get_lr), so the scheduler's
+    whole state is the step number. Warm-up starts above zero and decay ends just above zero,
+    so no step is wasted at lr 0."""
+    warmup = math.ceil(cfg.warmup_ratio * total_steps)
+    if step < warmup:
+        return cfg.lr * (step + 1) / (warmup + 1)
+    if cfg.scheduler == "constant":
+        return cfg.lr
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    if cfg.scheduler == "linear":
+        return cfg.lr * (1.0 - progress)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# ---- the job ---------------------------------------------------------------------------------
+
+def train_reward_model(workspace, cfg: RewardConfig | None, *, base_model: str | None = None,
+                       resume_run_id: int | None = None, emit: Emit = ignore,
+                       stop: StopToken | None = None) -> RewardResult:
+    """Train (or resume) a reward model on the workspace's judgments; see the module docstring.
+
+    A resume continues the run with the configuration and the split it was started with (``cfg``
+    is then ignored), so its result equals an uninterrupted run's; on the base model it was
+    started on unless ``base_model`` says otherwise."""
+    return train(RewardTrainer, workspace, cfg, resume_run_id=resume_run_id, emit=emit,
+                 stop=stop, base_model=base_model)
+
+
+@dataclass
+class PairStats:
+    """Sums over pairs that add up across batches: the loss, the pairs, the decided pairs (not
+    ties), the correctly ordered ones, the margin over decided pairs, and the rewards' sum, sum
+    of squares and count. Summed on the device as a tensor in this order (one sync a step)."""
+
+    loss: float = 0.0
+    pairs: float = 0.0
+    decided: float = 0.0
+    correct: float = 0.0
+    margin: float = 0.0
+    reward_sum: float = 0.0
+    reward_squares: float = 0.0
+    rewards: float = 0.0
+
+    def __add__(self, other: "PairStats") -> "PairStats":
+        return PairStats(*(a + b for a, b in zip(astuple(self), astuple(other))))
+
+    def reward_mean_std(self) -> tuple[float, float]:
+        count = max(self.rewards, 1.0)
+        mean = self.reward_sum / count
+        return mean, math.sqrt(max(self.reward_squares / count - mean * mean, 0.0))
+
+    def summary(self) -> dict[str, float | None]:
+        mean, std = self.reward_mean_std()
+        return {"loss": self.loss / self.pairs if self.pairs else None,
+                "accuracy": self.correct / self.decided if self.decided else None,
+                "margin": self.margin / self.decided if self.decided else None,
+                "reward_mean": mean, "reward_std": std}
+
+
+@dataclass
+class _Window:
+    """Sums since the last log, turned into averages when logged. Saved in checkpoints, so a
+    resume logs exactly what an uninterrupted run would have."""
+
+    steps: int = 0
+    stats: PairStats = field(default_factory=PairStats)
+    lr: float = 0.0
+    grad_norm: float = 0.0
+    grad_steps: int = 0
+    seconds: float = 0.0  # not saved: wall time does not resume
+
+    def add(self, stats: PairStats, lr: float, grad_norm: float, seconds: float) -> None:
+        self.steps += 1
+        self.stats = self.stats + stats
+        self.lr += lr
+        if math.isfinite(grad_norm):  # an fp16 overflow step (skipped by the scaler)
+            self.grad_norm += grad_norm
+            self.grad_steps += 1
+        self.seconds += seconds
+
+    def state(self) -> dict:
+        return {"steps": self.steps, "stats": list(astuple(self.stats)), "lr": self.lr,
+                "grad_norm": self.grad_norm, "grad_steps": self.grad_steps}
+
+    @classmethod
+    def from_state(cls, w: dict) -> "_Window":
+        return cls(w["steps"], PairStats(*w["stats"]), w["lr"], w["grad_norm"], w["grad_steps"])
+
+
+class RewardTrainer(Trainer):
+    kind = RunKind.REWARD
+    config_type = RewardConfig
+    oom_advice = ("try a smaller batch size (with more gradient accumulation), a shorter max "
+                  "length, or gradient checkpointing")
+    artifact_name = "adapter"
+    checkpoint_parts = ("adapter",)
+    progress_message = "Training reward model"
+    finished_message = "Reward model trained"
+
+    # ---- data and model ----------------------------------------------------------------------
+
+    def prepare(self, resumed: Resumed | None, *, base_model: str | None) -> None:
+        cfg, store = self.cfg, self.store
+        # Data. A new run splits the judgments now; a resume takes its run's saved split.
+        if resumed is not None:
+            train, val = _saved_split(store, resumed.run.folder(self.workspace.runs_dir),
+                                      resumed.run.id)
+        else:
+            check_reward_data(store, cfg)
+            examples = preference_examples(store.preference_rows(), cfg.ties)
+            train, val = split_by_prompt(examples, cfg.val_fraction, cfg.seed)
+        self.split = Split.of(train, val)
+        if resumed is not None:
+            base_model = base_model or resumed.base_model
+            if resumed.base_model != str(Path(base_model).expanduser().resolve()):
+                self.emit(Log(f"Run {resumed.run.id} was started on {resumed.base_model}; "
+                              f"resuming it on {base_model}.", "warning"))
+        if not base_model:
+            raise RewardTrainingError("Which base model? Pass --model PATH.")
+        self.base_model = str(Path(base_model).expanduser().resolve())
+
+        # Device, number formats, tokenizer and model; the head and LoRA start from the seed
+        # (a resume then loads the checkpoint's adapter instead).
+        choice, self.autocast_dtype = resolve_precision(cfg)
+        self.device = choice.device
+        self.tokenizer = load_tokenizer(check_base_model(self.base_model))
+        torch.manual_seed(cfg.seed)
+        adapter = resumed.checkpoint / "adapter" if resumed is not None else None
+        self.model = model = build_reward_model(
+            self.base_model, self.tokenizer, choice, cfg=cfg, trainable=True,
+            adapter_dir=adapter, train_dropout=False)
+        # fp32 master weights: LoRA and the head train in fp32 while the frozen base may sit in
+        # bf16/fp16 and autocast runs the matmuls in half precision.
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        for _, p in named:
+            p.data = p.data.float()
+        if cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(model.get_base_model())
+        model.train()
+        self.optimiser = Optimiser(named, cfg, self.device, self.autocast_dtype)
+
+        encoder = PairEncoder(self.tokenizer, cfg.max_length)
+        self.train = [encoder.encode_pair(e) for e in train]
+        self.val = [encoder.encode_pair(e) for e in val]
+        self.truncated = sum(p.truncated for p in self.train + self.val)
+        self.batches_per_epoch = math.ceil(len(self.train) / cfg.batch_size)
+        self.total_steps = max(1, math.ceil(cfg.epochs * self.batches_per_epoch / cfg.grad_accum))
+        self._order_epoch, self._order = -1, []
+        self.window, self.last_eval = _Window(), None
+        self.session_pairs, self.session_seconds = 0, 0.0
+        # Lineage: the PPO runs whose policies generated pairs in this data; the newest is the
+        # parent (round k's reward model learns from round k-1's policy).
+        self.policy_runs = _policy_runs_in_data(store) if resumed is None else []
+        self.parent_run_id = self.policy_runs[-1] if self.policy_runs else None
+
+    def run_config(self) -> dict:
+        return self.cfg.to_dict() | {"base_model": self.base_model,
+                                     "judgments": len(self.train) + len(self.val),
+                                     "policy_run_ids": self.policy_runs}
+
+    def write_run_files(self, folder: Path) -> None:
+        self.split.save(folder / "split.json")
+
+    def start_message(self) -> str:
+        ties = sum(p.tie for p in self.train + self.val)
+        return (f"Reward run {self.run_id}: {len(self.train)} training pairs, {len(self.val)} "
+                f"validation pairs ({ties} ties), {self.truncated} truncated to "
+                f"{self.cfg.max_length} tokens; {self.total_steps} steps on {self.device}.")
+
+    # ---- one step ----------------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, float] | None:
+        """One optimiser step over ``grad_accum`` micro-batches; None when stopped first."""
+        started = time.perf_counter()
+        cfg, n_micro = self.cfg, self.cfg.grad_accum
+        lr = learning_rate(cfg, self.step, self.total_steps)
+        self.optimiser.set_lr(lr)
+        batches = [self._micro_batch(self.step * n_micro + k) for k in range(n_micro)]
+        # Each pair weighs the same whatever micro-batch it is in (the last of an epoch is
+        # smaller): summed losses over the pairs of the whole step.
+        step_pairs = sum(len(b) for b in batches)
+        sums = torch.zeros(8, device=self.device)
+        for indices in batches:
+            if self.stop.requested:
+                self.optimiser.adamw.zero_grad(set_to_none=True)
+                return None
+            pairs = [self.train[i] for i in indices]
+            losses, rc, rr, tie = self._losses(pairs)
+            self.optimiser.backward(losses.sum() / step_pairs)
+            sums += _batch_sums(losses.detach(), rc.detach(), rr.detach(), tie)
+        grad_norm = self.optimiser.clip()
+        # One device sync per step: every number the logs need, and the loss check.
+        *values, norm = torch.cat([sums, grad_norm.reshape(1).to(sums.device)]).tolist()
+        stats = PairStats(*values)
+        loss = stats.loss / stats.pairs
+        if not math.isfinite(loss):
+            raise GuardRail(f"Loss became {loss} at step {self.step + 1}; try a lower "
+                            "learning rate.")
+        self.optimiser.apply()
+        seconds = time.perf_counter() - started
+        self.session_seconds += seconds
+        self.session_pairs += int(stats.pairs)
+        self.window.add(stats, lr, norm, seconds)
+        done = self.step + 1
+        if done % cfg.log_every == 0 or done == self.total_steps:
+            return self._window_metrics()
+        return {}
+
+    def _losses(self, pairs: list[EncodedPair]):
+        batch = _to(collate(pairs, self.tokenizer.pad_token_id), self.device)
+        with autocast(self.autocast_dtype):
+            r = rewards(self.model, batch)
+        rc, rr = r[:len(pairs)], r[len(pairs):]
+        losses = pair_losses(rc, rr, batch["tie"], self.cfg.margin,
+                             self.cfg.center_rewards_coefficient)
+        return losses, rc, rr, batch["tie"]
+
+    def _micro_batch(self, index: int) -> list[int]:
+        """Training-pair indices of micro-batch ``index`` of the whole run. The order of each
+        epoch is drawn from (seed, epoch) alone, so any step's data is known without replaying
+        the ones before it: a resume sees exactly the batches the uninterrupted run would."""
+        epoch, position = divmod(index, self.batches_per_epoch)
+        if epoch != self._order_epoch:
+            self._order = list(range(len(self.train)))
+            random.Random(f"reward-order:{self.cfg.seed}:{epoch}").shuffle(self._order)
+            self._order_epoch = epoch
+        size = self.cfg.batch_size
+        return self._order[position * size:(position + 1) * size]
+
+    def _window_metrics(self) -> dict[str, float]:
+        w, self.window = self.window, _Window()
+        values = {f"train/{k}": v for k, v in w.stats.summary().items() if v is not None}
+        values["train/lr"] = w.lr / w.steps
+        if w.grad_steps:
+            values["train/grad_norm"] = w.grad_norm / w.grad_steps
+        values["train/samples_per_s"] = w.stats.pairs / max(w.seconds, 1e-9)
+        values["train/memory_gib"] = memory_gib(self.device)
+        return values
+
+    def progress_extra(self, values: dict[str, float]) -> dict:
+        return {"samples_per_s": self.session_pairs / max(self.session_seconds, 1e-9),
+                "epoch": self.step * self.cfg.grad_accum / self.batches_per_epoch}
+
+    # ---- evaluation --------------------------------------------------------------------------
+
+    def eval_due(self) -> bool:
+        return bool(self.val) and (self.step % self.cfg.eval_every == 0
+                                   or self.step == self.total_steps)
+
+    def evaluate(self) -> dict[str, float] | None:
+        stats = self._score_pairs(self.val, check_stop=True)
+        if stats is None:
+            return None
+        self.last_eval = stats.summary()
+        values = {f"eval/{k}": v for k, v in self.last_eval.items() if v is not None}
+        values["eval/pairs"] = stats.decided   # validation pairs with a winner: accuracy's n
+        return values
+
+    def _score_pairs(self, pairs: list[EncodedPair], check_stop: bool) -> PairStats | None:
+        """Summed statistics over ``pairs`` in eval mode (no dropout, no gradients)."""
+        sums = torch.zeros(8, device=self.device)
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(pairs), self.cfg.batch_size):
+                    if check_stop and self.stop.requested:
+                        return None
+                    losses, rc, rr, tie = self._losses(pairs[start:start + self.cfg.batch_size])
+                    sums += _batch_sums(losses, rc, rr, tie)
+        finally:
+            self.model.train()
+        return PairStats(*sums.tolist())
+
+    # ---- checkpoints and the end -------------------------------------------------------------
+
+    def checkpoint_state(self) -> dict:
+        return {"micro_batch": self.step * self.cfg.grad_accum,
+                "epoch": self.step * self.cfg.grad_accum / self.batches_per_epoch,
+                "window": self.window.state()}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.window = _Window.from_state(state["window"])
+
+    def save_checkpoint_files(self, folder: Path) -> None:
+        self.model.save_pretrained(folder / "adapter")  # read back by prepare on resume
+
+    def save_artifact(self, folder: Path) -> None:
+        """The adapter (with the score head) and the tokenizer (with its pad token)."""
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+
+    def after_artifact(self, run_folder: Path) -> None:
+        """The reward statistics over the training responses, which PPO normalises with."""
+        stats = self._score_pairs(self.train, check_stop=False)
+        mean, std = stats.reward_mean_std()
+        write_json(run_folder / "reward_stats.json",
+                   {"mean": mean, "std": std, "responses": int(stats.rewards), "step": self.step})
+
+    def result(self, status: RunStatus, artifact: str | None = None,
+               error: str | None = None) -> RewardResult:
+        last = self.last_eval or {}
+        seconds = self.session_seconds
+        return RewardResult(
+            run_id=self.run_id, status=str(status), step=self.step,
+            total_steps=getattr(self, "total_steps", 0),
+            val_accuracy=last.get("accuracy"), val_loss=last.get("loss"),
+            samples_per_s=self.session_pairs / seconds if seconds else 0.0,
+            artifact=artifact, error=error)
+
+    def release(self) -> None:
+        self.model = self.optimiser = None
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+def _saved_split(store: Store, run_dir: Path,
+                 run_id: int) -> tuple[list[PairExample], list[PairExample]]:
+    try:
+        split = Split.load(run_dir / "split.json")
+    except (OSError, ValueError, KeyError) as exc:
+        raise RewardTrainingError(f"Run {run_id} cannot be resumed: its split.json is missing "
+                                  "or unreadable.") from exc
+    # Every row, ties included: the split names the pairs, whatever the tie setting.
+    train, val = split.select(preference_examples(store.preference_rows(), "equal"))
+    if fingerprint(train + val) != split.digest:
+        raise RewardTrainingError(f"Run {run_id} cannot be resumed: some of its judgments were "
+                                  "deleted or changed since it started.")
+    return train, val
+
+
+def _batch_sums(losses: torch.Tensor, rc: torch.Tensor, rr: torch.Tensor,
+                tie: torch.Tensor) -> torch.Tensor:
+    """``PairStats`` of one batch, as a tensor on the device (its fields in order)."""
+    decided = (~tie).float()
+    d = rc - rr
+    r = torch.cat([rc, rr])
+    return torch.stack([losses.sum(), torch.tensor(float(len(rc)), device=rc.device),
+                        decided.sum(), ((d > 0).float() * decided).sum(), (d * decided).sum(),
+                        r.sum(), (r * r).sum(), torch.tensor(float(r.numel()), device=rc.device)])
+
+
+def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _policy_runs_in_data(store: Store) -> list[int]:
+    adapters = {str(Path(a)) for a in store.training_adapters()}
+    return [r.id for r in store.list_runs()
+            if r.kind == RunKind.PPO and r.artifact and str(Path(r.artifact)) in adapters]
