@@ -129,9 +129,8 @@ class Run:
             raise UnusableRun(f"Run {self.id} is a {self.kind.noun} run; {needed_for} needs a "
                               f"{kind.noun} run.")
         if self.status != RunStatus.COMPLETED:
-            label = self.label[0].upper() + self.label[1:]   # not capitalize(): "PPO run 3"
-            raise UnusableRun(f"{label} is {self.status}; {needed_for} needs a "
-                              f"completed {kind.noun} run.")
+            raise UnusableRun(f"{self.kind.capitalized} run {self.id} is {self.status}; "
+                              f"{needed_for} needs a completed {kind.noun} run.")
         path = self.usable_artifact()
         if path is None:
             raise UnusableRun(f"The artifact of {self.label} is missing "

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 from desktop_app.core.atomic_files import atomic_text_file
 from desktop_app.core.data.store import Store
 from desktop_app.core.errors import UserError, describe, disk_full_message, free_bytes
-from desktop_app.core.events import Emit, Log, Metric, ignore
+from desktop_app.core.events import Emit, Metric, ignore
 from desktop_app.core.runs.record import Run, RunKind, RunStatus, run_dir
 
 
@@ -184,9 +184,6 @@ class RunSession:
         if not self.finished:
             self.store.finish_run(self.run_id, status, **fields)
             self.finished = True
-
-    def log(self, message: str, level: str = "info") -> None:
-        self.emit(Log(message, level))
 
 
 def failure_message(exc: BaseException) -> str:

@@ -57,7 +57,6 @@ class PairQueue(QObject):
         self.pace = Pace()
         self.paused = False
         self.job: Job | None = None
-        self.run_id: int | None = None
         self.session: RunSession | None = None  # the generate run of the current model
         self.run_pairs = 0
         self._run_started = 0.0
@@ -85,6 +84,12 @@ class PairQueue(QObject):
             self._set_status("Switching to the new model once the old one has moved…")
         else:
             self._take_incoming()
+
+    @property
+    def run_id(self) -> int | None:
+        """The generate run this model's pairs are recorded under (None before its first
+        batch)."""
+        return self.session.run_id if self.session is not None else None
 
     @property
     def wanted_model(self):
@@ -262,7 +267,6 @@ class PairQueue(QObject):
                 "model": self.lm.path, "adapter": self.lm.adapter,
                 "device": self.lm.device.label(), "sampling": self.cfg.to_dict(),
                 "source": "gui"})
-            self.run_id = self.session.run_id
             self.run_pairs = 0
             self._run_started = time.monotonic()
         # One job is one batch of ``limit`` prompts: its pairs show as soon as it ends.
@@ -320,15 +324,15 @@ class PairQueue(QObject):
 
     def _finish_run(self, status: RunStatus) -> None:
         """Close the generate run; one that produced no pair is removed, not listed."""
-        if self.run_id is None:
+        session, self.session = self.session, None
+        if session is None:
             return
-        run_id, self.run_id = self.run_id, None
         if status == RunStatus.FAILED:
-            self.session.fail("the model could not be moved")
+            session.fail("the model could not be moved")
         else:
-            self.session.finish()
-        if not self.run_pairs and not self.store.run_has_pairs(run_id):
-            self.store.delete_run(run_id)
+            session.finish()
+        if not self.run_pairs and not self.store.run_has_pairs(session.run_id):
+            self.store.delete_run(session.run_id)
         self.run_pairs = 0
 
     def _rate_text(self, text: str) -> str:
