@@ -28,6 +28,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # transformers' own tqdm bars would interleave with our progress line (and the GUI has its own).
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# transformers' GGUF reader draws its own tqdm bar, which only tqdm's variable (read when tqdm is
+# first imported) turns off.
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 class CliError(UserError):
@@ -174,7 +177,8 @@ def cmd_generate(args: argparse.Namespace, out: Output) -> int:
         bar = ProgressBar()
         lm = load_model(args.model, device=args.device, dtype=args.dtype,
                         trust_remote_code=args.trust_remote_code, emit=bar,
-                        adapter=args.adapter, versus_base=args.versus_base)
+                        adapter=args.adapter, versus_base=args.versus_base,
+                        quantize=args.quantize)
         bar.close()
         if not store.prompts_without_pairs(1, model=lm.path, adapter=lm.adapter):
             raise CliError("every prompt already has a pair from this model; import more "
@@ -184,8 +188,8 @@ def cmd_generate(args: argparse.Namespace, out: Output) -> int:
                            "the base)")
         session = RunSession.start(store, None, RunKind.GENERATE, {
             "model": lm.path, "adapter": lm.adapter, "versus_base": lm.versus_base,
-            "device": lm.device.label(), "sampling": cfg.to_dict(), "pairs": args.pairs,
-            "seed": args.seed})
+            "device": lm.device.label(), "quantize": lm.quantize, "sampling": cfg.to_dict(),
+            "pairs": args.pairs, "seed": args.seed})
         run_id = session.run_id
         stop = _stop_on_ctrl_c()   # Ctrl+C: finish storing this batch, then stop
         try:
@@ -320,6 +324,31 @@ def _train(train_fn: Callable, workspace, cfg, args: argparse.Namespace, **input
                         **inputs)
     finally:
         bar.close()
+
+
+def cmd_plan(args: argparse.Namespace, out: Output) -> int:
+    from desktop_app.plan_command import plan_from_args
+    plan = plan_from_args(args)
+    out.result(plan.to_dict(), plan.describe())
+    return 0
+
+
+def cmd_import_model(args: argparse.Namespace, out: Output) -> int:
+    from desktop_app.ml.models.folder_check import format_count
+    from desktop_app.ml.models.gguf_import import import_gguf
+    workspace = _open_workspace(args)
+    bar = ProgressBar()
+    stop = _stop_on_ctrl_c()  # Ctrl+C: stop after this stage, leaving nothing behind
+    try:
+        result = import_gguf(args.file, workspace.models_dir, name=args.name, emit=bar,
+                             stop=stop)
+    finally:
+        bar.close()
+    out.result({"path": result.path, "architecture": result.architecture,
+                "parameters": result.parameters},
+               f"Imported {args.file} as {result.path} ({result.architecture}, "
+               f"{format_count(result.parameters)} parameters)")
+    return 0
 
 
 def cmd_export_model(args: argparse.Namespace, out: Output) -> int:
@@ -570,8 +599,66 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
                         help="print the result as one JSON object on the last line of stdout")
 
 
+def _generate_options(p: argparse.ArgumentParser) -> None:
+    """generate's options (also `plan generate`'s)."""
+    from desktop_app.core.config import QUANTIZE_CHOICES, SamplingConfig
+    p.add_argument("--model", required=True, help="model folder (config, weights, tokenizer)")
+    p.add_argument("--adapter", help="a PEFT adapter folder to apply (e.g. a PPO policy): the "
+                                     "next round's pairs come from the tuned model")
+    p.add_argument("--versus-base", action="store_true",
+                   help="with --adapter: each pair is one response from the tuned policy and "
+                        "one from the base model")
+    p.add_argument("--pairs", type=_int_in(1, 1_000_000), default=16,
+                   help="how many pairs, 1 to 1000000 (default 16)")
+    _add_config_options(p, SamplingConfig)
+    p.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=None,
+                   help="random seed, 0 to 2147483647 (default: random, recorded)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--dtype", default="auto", help="auto | bfloat16 | float16 | float32")
+    p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="none",
+                   help="store the base weights in 8 or 4 bits (bitsandbytes; 4-bit is NF4): "
+                        "far less GPU memory (default none)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the model folder's own Python code to run (off by default)")
+
+
+def _train_reward_options(p: argparse.ArgumentParser) -> None:
+    """train-reward's options (also `plan train-reward`'s)."""
+    p.add_argument("--model", help="base model folder")
+    p.add_argument("--resume", type=int, metavar="RUN_ID",
+                   help="continue a cancelled or failed run from its last checkpoint")
+    from desktop_app.core.config import RewardConfig
+    _add_config_options(p, RewardConfig)
+
+
+def _train_ppo_options(p: argparse.ArgumentParser) -> None:
+    """train-ppo's options (also `plan train-ppo`'s)."""
+    p.add_argument("--model", help="base model folder")
+    p.add_argument("--reward", type=int, metavar="RUN_ID", help="the reward-model run to use")
+    p.add_argument("--resume", type=int, metavar="RUN_ID",
+                   help="continue a cancelled or failed PPO run from its last checkpoint")
+    from desktop_app.core.config import PPOConfig
+    _add_config_options(p, PPOConfig)
+
+
+def _evaluate_options(p: argparse.ArgumentParser) -> None:
+    """evaluate's options (also `plan evaluate`'s)."""
+    p.add_argument("--a", required=True, metavar="POLICY",
+                   help="'base' or a completed PPO run id: the policy whose win rate is reported")
+    p.add_argument("--b", default="base", metavar="POLICY",
+                   help="'base' (default) or a PPO run id: the policy it is compared with")
+    p.add_argument("--prompts", metavar="FILE",
+                   help="prompts to evaluate on (added to the workspace as held out); default: "
+                        "the workspace's held-out prompts")
+    p.add_argument("--auto", action="store_true",
+                   help="only the reward model judges: no blind pairs are stored")
+    p.add_argument("--reward", type=int, metavar="RUN_ID",
+                   help="the reward-model run that judges (default: the newest completed)")
+    p.add_argument("--model", help="base model folder (default: the one the PPO run used)")
+    from desktop_app.core.config import EvalConfig
+    _add_config_options(p, EvalConfig)
+
 def build_parser() -> argparse.ArgumentParser:
-    from desktop_app.core.config import SamplingConfig
     parser = _Parser(
         prog="rlhf-desk", description="RLHF Desk: judge paired generations, train reward "
         "models and PPO policies on your own machine. With no command, opens the app.")
@@ -603,38 +690,15 @@ def build_parser() -> argparse.ArgumentParser:
                    f"longer ones are reported as malformed (default {DEFAULT_MAX_CHARS})")
 
     p = command("generate", cmd_generate, "generate pairs for prompts that have none yet")
-    p.add_argument("--model", required=True, help="model folder (config, weights, tokenizer)")
-    p.add_argument("--adapter", help="a PEFT adapter folder to apply (e.g. a PPO policy): the "
-                                     "next round's pairs come from the tuned model")
-    p.add_argument("--versus-base", action="store_true",
-                   help="with --adapter: each pair is one response from the tuned policy and "
-                        "one from the base model")
-    p.add_argument("--pairs", type=_int_in(1, 1_000_000), default=16,
-                   help="how many pairs, 1 to 1000000 (default 16)")
-    _add_config_options(p, SamplingConfig)
-    p.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=None,
-                   help="random seed, 0 to 2147483647 (default: random, recorded)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--dtype", default="auto", help="auto | bfloat16 | float16 | float32")
-    p.add_argument("--trust-remote-code", action="store_true",
-                   help="allow the model folder's own Python code to run (off by default)")
+    _generate_options(p)
 
     p = command("train-reward", cmd_train_reward,
                 "train a LoRA reward model (Bradley-Terry) on the workspace's judgments")
-    p.add_argument("--model", help="base model folder")
-    p.add_argument("--resume", type=int, metavar="RUN_ID",
-                   help="continue a cancelled or failed run from its last checkpoint")
-    from desktop_app.core.config import RewardConfig
-    _add_config_options(p, RewardConfig)
+    _train_reward_options(p)
 
     p = command("train-ppo", cmd_train_ppo,
                 "tune a LoRA policy with PPO against a trained reward model")
-    p.add_argument("--model", help="base model folder")
-    p.add_argument("--reward", type=int, metavar="RUN_ID", help="the reward-model run to use")
-    p.add_argument("--resume", type=int, metavar="RUN_ID",
-                   help="continue a cancelled or failed PPO run from its last checkpoint")
-    from desktop_app.core.config import PPOConfig
-    _add_config_options(p, PPOConfig)
+    _train_ppo_options(p)
 
     p = command("export-model", cmd_export_model,
                 "export a PPO run's policy: the LoRA adapter, or --merged into a full model")
@@ -642,6 +706,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.add_argument("--merged", action="store_true",
                    help="merge LoRA into the base weights and save a full model folder")
+
+    p = command("import-model", cmd_import_model,
+                "turn a GGUF model file into a model folder in the workspace's models folder "
+                "(dequantised: about 4 bytes a parameter on disk, 2 for an f16/bf16 file)")
+    p.add_argument("file", metavar="FILE.gguf")
+    p.add_argument("--name", help="the model folder's name (default: the file's name without "
+                                  ".gguf); an existing folder is never replaced")
 
     p = command("runs", cmd_runs, "list runs; `runs show RUN_ID` for one run's details, "
                 "`runs export RUN_ID [RUN_ID ...] OUT.csv` for their metrics, "
@@ -656,20 +727,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("evaluate", cmd_evaluate,
                 "compare two policies on held-out prompts: blind pairs to judge in the app, "
                 "and the reward model's verdict; --auto for the reward model alone")
-    p.add_argument("--a", required=True, metavar="POLICY",
-                   help="'base' or a completed PPO run id: the policy whose win rate is reported")
-    p.add_argument("--b", default="base", metavar="POLICY",
-                   help="'base' (default) or a PPO run id: the policy it is compared with")
-    p.add_argument("--prompts", metavar="FILE",
-                   help="prompts to evaluate on (added to the workspace as held out); default: "
-                        "the workspace's held-out prompts")
-    p.add_argument("--auto", action="store_true",
-                   help="only the reward model judges: no blind pairs are stored")
-    p.add_argument("--reward", type=int, metavar="RUN_ID",
-                   help="the reward-model run that judges (default: the newest completed)")
-    p.add_argument("--model", help="base model folder (default: the one the PPO run used)")
-    from desktop_app.core.config import EvalConfig
-    _add_config_options(p, EvalConfig)
+    _evaluate_options(p)
+
+    p = command("plan", cmd_plan,
+                "estimate a job's peak memory before running it, against the free memory "
+                "where it would run: `plan COMMAND [that command's options]`, e.g. `plan "
+                "train-ppo --model DIR --reward 3 --batch-size 16 --quantize 4bit`")
+    jobs = p.add_subparsers(dest="plan_command", metavar="COMMAND", parser_class=_Parser,
+                            required=True)
+    for name, add_options in (("generate", _generate_options),
+                              ("train-reward", _train_reward_options),
+                              ("train-ppo", _train_ppo_options),
+                              ("evaluate", _evaluate_options)):
+        job = jobs.add_parser(name, help=f"the memory plan of {name}",
+                              description=f"The memory plan of `rlhf-desk {name}` with these "
+                                          "options; nothing is loaded or run.")
+        _add_common(job, top=False)
+        add_options(job)
 
     p = command("rank-pending", cmd_rank_pending,
                 "score pending pairs with a reward model so the least certain are judged first")

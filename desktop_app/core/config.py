@@ -9,6 +9,9 @@ from typing import Any
 
 from desktop_app.core.errors import UserError
 
+# Quantisation of the frozen base (desktop_app.ml.models.quantize says what each means).
+QUANTIZE_CHOICES = ("none", "8bit", "4bit")
+
 
 class ConfigError(UserError, ValueError):
     """A setting of the wrong type or outside its range; the message names it."""
@@ -116,7 +119,15 @@ class TrainingConfig(ConfigBase):
     target_modules: str = opt("all-linear", "Layers that get LoRA: 'all-linear' (every linear "
                                             "layer of the blocks) or a comma-separated list of "
                                             "module names.", label="LoRA targets")
-    gradient_checkpointing: bool = opt(False, "Trade compute for memory (recompute activations).")
+    gradient_checkpointing: bool = opt(False, "Trade compute for memory: recompute activations "
+                                              "in the backward pass (about a third slower). "
+                                              "Turned on for you when the memory plan says the "
+                                              "job would not fit without it.")
+    quantize: str = opt("none", "Store the frozen base weights in 8 or 4 bits (bitsandbytes; "
+                                "4-bit is NF4 with double quantisation, QLoRA): far less GPU "
+                                "memory, the adapters stay full precision. On the CPU it saves "
+                                "little and is slower.", choices=QUANTIZE_CHOICES,
+                        label="Quantise base")
     precision: str = opt("auto", "Autocast: auto = bf16 on CUDA where supported, else fp16 on "
                                  "CUDA, else fp32.", choices=("auto", "bf16", "fp16", "fp32"))
     device: str = opt("auto", "Where to train.", choices=("auto", "cpu", "cuda", "mps"))
@@ -271,6 +282,7 @@ class EvalConfig(SamplingConfig):
                     minimum=0, maximum=2**31 - 1, step=1)
     device: str = opt("auto", "Where to generate and score.",
                       choices=("auto", "cpu", "cuda", "mps"))
+    quantize: str = shared("quantize", "none")
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig.from_dict(self.to_dict())

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
+    QInputDialog,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -31,15 +32,12 @@ from PySide6.QtWidgets import (
 from desktop_app.core.events import Progress
 from desktop_app.core.workspace import Workspace
 from desktop_app.gui.jobs import Job
+from desktop_app.gui.widgets.memory_plan import MemoryPlanLabel
 
 log = logging.getLogger("rlhf-desk")
 
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 DTYPES = ["auto", "bfloat16", "float16", "float32"]
-
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
 
 
 class ModelsPage(QWidget):
@@ -66,13 +64,18 @@ class ModelsPage(QWidget):
 
         open_button = QPushButton("Open model folder…")
         open_button.clicked.connect(self.open_folder_dialog)
+        self.open_file_button = QPushButton("Open model file…")
+        self.open_file_button.setToolTip("Import a GGUF file (llama.cpp's format) into this "
+                                         "workspace's models folder")
+        self.open_file_button.clicked.connect(self.open_model_file_dialog)
         add_button = QPushButton("Add folder to scan…")
         add_button.clicked.connect(self.add_scan_folder_dialog)
         rescan_button = QPushButton("Rescan")
         rescan_button.clicked.connect(self.rescan)
         self.scan_label = QLabel("")
+        self.scan_label.setWordWrap(True)  # beside four buttons at 1024 px
         top = QHBoxLayout()
-        for w in (open_button, add_button, rescan_button):
+        for w in (open_button, self.open_file_button, add_button, rescan_button):
             top.addWidget(w)
         top.addWidget(self.scan_label, 1)
 
@@ -83,8 +86,19 @@ class ModelsPage(QWidget):
         self.device_box.addItems(DEVICES)
         self.dtype_box = QComboBox()
         self.dtype_box.addItems(DTYPES)
+        self.quant_box = QComboBox()
+        from desktop_app.ml.models.quantize import CHOICES, LABELS  # no ML stack imported
+        for choice in CHOICES:
+            self.quant_box.addItem(LABELS[choice], choice)
+        self.quant_box.setToolTip("Store the base weights in 8 or 4 bits (bitsandbytes): far "
+                                  "less GPU memory for generation and for the adapters trained "
+                                  "on it. On the CPU it saves little and is slower.")
+        saved = self.quant_box.findData(workspace.load_settings().get("quantize", "none"))
+        self.quant_box.setCurrentIndex(max(0, saved))
+        self.plan_label = MemoryPlanLabel(self._plan_job, "Generating pairs")
         self.device_box.currentTextChanged.connect(lambda _: self._show_details())
         self.dtype_box.currentTextChanged.connect(lambda _: self._show_details())
+        self.quant_box.currentIndexChanged.connect(lambda _: self._show_details())
         self.trust_box = QCheckBox("Allow this model's own Python code to run (trust_remote_code)")
         self.trust_box.setEnabled(False)
         self.load_button = QPushButton("Load model")
@@ -108,11 +122,13 @@ class ModelsPage(QWidget):
         form.addRow(self.details)
         form.addRow("Device", self.device_box)
         form.addRow("Precision", self.dtype_box)
+        form.addRow("Quantisation", self.quant_box)
         form.addRow(self.trust_box)
         buttons = QHBoxLayout()
         buttons.addWidget(self.load_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.progress, 1)
+        form.addRow(self.plan_label)
         form.addRow(buttons)
         form.addRow(self.message)
 
@@ -161,7 +177,11 @@ class ModelsPage(QWidget):
             item.setData(0, Qt.ItemDataRole.UserRole, entry.path)
             self.tree.addTopLevelItem(item)
             if selected and Path(entry.path) == Path(selected):
+                # Only the highlight comes back: the model shown stays as it is (its message,
+                # e.g. "Imported ...", included), with no second inspection.
+                self.tree.blockSignals(True)
                 self.tree.setCurrentItem(item)
+                self.tree.blockSignals(False)
         plural = "" if len(entries) == 1 else "s"
         self.scan_label.setText(f"{len(entries)} model{plural} found" if entries else
                                 "No models found: open a model folder, or add a folder to scan.")
@@ -188,6 +208,58 @@ class ModelsPage(QWidget):
             self, "Model folder (config.json, weights, tokenizer)")
         if folder:
             self.select_path(folder)
+
+    # -- importing a GGUF file ---------------------------------------------------------------
+
+    def open_model_file_dialog(self) -> None:
+        """Import a GGUF file as a model folder in the workspace (the page's one loading job:
+        its progress bar and Cancel), then list and select it."""
+        from desktop_app.ml.models.gguf_import import folder_name, free_folder_name
+        if self.load_job is not None and self.load_job.running:
+            return
+        file, _ = QFileDialog.getOpenFileName(self, "Model file to import", "",
+                                              "GGUF model files (*.gguf);;All files (*)")
+        if not file:
+            return
+        name = folder_name(file)
+        if (self.workspace.models_dir / name).exists():
+            # The import never replaces a folder; most likely this file was imported before.
+            name, ok = QInputDialog.getText(
+                self, "Import model file", f"This workspace already has a model named {name}. "
+                f"Import {Path(file).name} as:",
+                text=free_folder_name(self.workspace.models_dir, name))
+            if not ok or not name.strip():
+                return
+        self.import_file(file, name)
+
+    def import_file(self, file: str, name: str | None = None) -> None:
+        from desktop_app.ml.models.gguf_import import import_gguf
+        models_dir = self.workspace.models_dir
+        job = Job(lambda emit, stop: import_gguf(file, models_dir, name=name, emit=emit,
+                                                 stop=stop), self, name="import-model")
+        job.event.connect(self._on_load_event)
+        job.succeeded.connect(self._on_imported)
+        job.failed.connect(self._on_import_failed)
+        self._begin_loading(job, f"Importing {Path(file).name}…",
+                            cancelled="Import cancelled; nothing was kept.")
+
+    def _on_imported(self, result) -> None:
+        log.info("imported a model file as %s", result.path)
+        self._load_ended("")
+        self.select_path(result.path)  # shown as if picked in the list, ready to load
+        if self.info is not None:
+            self.message.setText(f"Imported {Path(result.path).name} into {result.path}.")
+        # The scan keeps the selection. One already running may have looked before the folder
+        # existed, so another follows it.
+        if self.scan_job is not None and self.scan_job.running:
+            self.scan_job.finished.connect(self.rescan)
+        else:
+            self.rescan()
+
+    def _on_import_failed(self, message: str) -> None:
+        log.warning("importing a model file failed: %s", message)
+        self._load_ended("")
+        self._error(message)
 
     # -- inspection ------------------------------------------------------------------------
 
@@ -256,7 +328,9 @@ class ModelsPage(QWidget):
         info = self.info
         try:
             choice = pick_device(self.device_box.currentText(), self.dtype_box.currentText())
-            need = f"about {_gib(info.memory_bytes(choice.dtype))} on {choice.label()}"
+            need = f"Runs as {choice.label()}" + (
+                f", base in {self.quant_box.currentData()}"
+                if self.quant_box.currentData() != "none" else "")
             self.load_button.setEnabled(True)
         except ValueError as exc:
             need = f"<span style='color:#b00020'>{exc}</span>"
@@ -266,7 +340,8 @@ class ModelsPage(QWidget):
             f"{info.n_params / 1e6:,.1f} M parameters · weights stored as "
             f"{info.weights_dtype or 'unknown'} · chat template: "
             f"{'yes' if info.has_chat_template else 'no (raw prompt)'}<br>"
-            f"Memory needed: {need}<br><span style='color:#666'>{info.path}</span>")
+            f"{need}<br><span style='color:#666'>{info.path}</span>")
+        self.plan_label.refresh()
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -281,12 +356,26 @@ class ModelsPage(QWidget):
             if path not in trusted:
                 trusted.append(path)
                 self.workspace.save_settings(settings)
-        self.load_path(path, self.device_box.currentText(), self.dtype_box.currentText(), trust)
+        if not self.plan_label.confirm_start(self):
+            return
+        self.load_path(path, self.device_box.currentText(), self.dtype_box.currentText(), trust,
+                       quantize=self.quant_box.currentData())
 
     def load_policy(self, base: str, adapter: str, versus_base: bool) -> None:
         """The next round: show ``base`` and load it with the tuned policy ``adapter``."""
         self.select_path(base)
-        self.load_path(base, adapter=adapter, versus_base=versus_base)
+        self.load_path(base, adapter=adapter, versus_base=versus_base,
+                       quantize=self.quant_box.currentData())
+
+    def _plan_job(self):
+        """The memory plan of generating pairs with the selected model and these choices."""
+        from desktop_app.core.config import SamplingConfig
+        from desktop_app.ml.planning.plan import Job
+        path = getattr(self, "_pending_path", None)
+        if self.info is None or not path:
+            return None
+        return Job("generate", path, SamplingConfig(), device=self.device_box.currentText(),
+                   dtype=self.dtype_box.currentText(), quantize=self.quant_box.currentData())
 
     def shutdown(self) -> None:
         """At application exit: loading and scanning hold no data, so they are asked to stop
@@ -298,15 +387,22 @@ class ModelsPage(QWidget):
 
     def load_path(self, path: str, device: str = "auto", dtype: str = "auto",
                   trust_remote_code: bool = False, adapter: str | None = None,
-                  versus_base: bool = False) -> None:
+                  versus_base: bool = False, quantize: str | None = None) -> None:
         """Load ``path`` in the background; with ``adapter`` (a tuned policy) merged in, or
-        kept switchable when ``versus_base`` (pairs of one tuned and one base response)."""
+        kept switchable when ``versus_base`` (pairs of one tuned and one base response).
+        ``quantize`` None: the last choice made on this page (kept in the settings)."""
         from desktop_app.ml.models.loader import load_model
+        settings = self.workspace.load_settings()
+        if quantize is None:
+            quantize = settings.get("quantize", "none")
+        elif settings.get("quantize", "none") != quantize:
+            settings["quantize"] = quantize
+            self.workspace.save_settings(settings)
 
         def work(emit, stop):
             return load_model(path, device=device, dtype=dtype,
                               trust_remote_code=trust_remote_code, emit=emit, stop=stop,
-                              adapter=adapter, versus_base=versus_base)
+                              adapter=adapter, versus_base=versus_base, quantize=quantize)
 
         job = Job(work, self, name="load-model")
         job.event.connect(self._on_load_event)
@@ -316,9 +412,9 @@ class ModelsPage(QWidget):
                             + (f" with the adapter {adapter}…" if adapter else "…"))
         self.load_started.emit(Path(path).name)
 
-    def _begin_loading(self, job: Job, text: str) -> None:
+    def _begin_loading(self, job: Job, text: str, cancelled: str = "Loading cancelled.") -> None:
         """Start ``job`` as the page's one loading job: Cancel and closing the window stop it."""
-        job.cancelled.connect(lambda: self._load_ended("Loading cancelled."))
+        job.cancelled.connect(lambda: self._load_ended(cancelled))
         self.load_job = job
         self.load_button.setEnabled(False)
         self.cancel_button.setEnabled(True)

@@ -369,10 +369,13 @@ class PlaygroundPage(QWidget):
             policy_adapter=policy.artifact if policy else None,
             reward_adapter=reward.artifact if reward else None,
             reward_base_model=reward.config.get("base_model") if reward else None)
-        if self.session is None or self.session.device != self.device:
+        # The base as the Models page loads it: quantised when chosen there.
+        quantize = self.workspace.load_settings().get("quantize", "none")
+        if self.session is None or (self.session.device, self.session.quantize) != (
+                self.device, quantize):
             if self.session is not None:
                 self.session.close()
-            self.session = PlaygroundSession(device=self.device)
+            self.session = PlaygroundSession(device=self.device, quantize=quantize)
         session = self.session
 
         def work(emit, stop):

@@ -185,6 +185,7 @@ def _run_section(title: str, run: RunFacts, method: str) -> list[str]:
     lines = [f"## {title}: run {run.run_id}", "",
              f"{method}. Status {run.status}; started {run.created_at[:19]}"
              + (f", finished {run.finished_at[:19]}" if run.finished_at else "") + ".", ""]
+    lines += [_quantisation_line(run.config.get("quantize", "none")), ""]
     if run.kind == RunKind.PPO and run.first_score is not None and "objective/scores" in (
             run.final_metrics):
         lines += [(f"Reward-model score (objective/scores): {_fmt(run.first_score)} at the "
@@ -200,6 +201,16 @@ def _run_section(title: str, run: RunFacts, method: str) -> list[str]:
         lines += [f"| {k} | {_cell(v)} |" for k, v in settings.items()]
         lines += ["", "</details>", ""]
     return lines
+
+
+def _quantisation_line(quantize: str) -> str:
+    """Which base the adapter was trained on; it is a standard adapter either way."""
+    if quantize in ("4bit", "8bit"):
+        kind = "a 4-bit NF4 (QLoRA)" if quantize == "4bit" else "an 8-bit (LLM.int8)"
+        return (f"Trained on {kind} base (bitsandbytes). The adapter is a standard PEFT "
+                "adapter: it applies to the full-precision base, and a merged export merges it "
+                "into the full-precision weights.")
+    return "Trained on the full-precision base (no quantisation)."
 
 
 def _choices(by_choice: dict[str, int]) -> str:

@@ -36,6 +36,7 @@ from desktop_app.core.workspace import Workspace
 from desktop_app.gui.prompts_page import FILE_FILTER
 from desktop_app.gui.training.controller import RunController
 from desktop_app.gui.widgets.config_form import ConfigForm
+from desktop_app.gui.widgets.memory_plan import MemoryPlanLabel
 
 
 def policy_label(run: Run) -> str:
@@ -103,6 +104,8 @@ class EvalSetup(QScrollArea):
         self.hint = QLabel("")
         self.hint.setObjectName("hint")
         self.hint.setWordWrap(True)
+        self.plan_label = MemoryPlanLabel(self._plan_job, "The evaluation")
+        self.form.changed.connect(self.plan_label.refresh)
 
         policies = QGroupBox("What to compare")
         pf = QFormLayout(policies)
@@ -135,6 +138,7 @@ class EvalSetup(QScrollArea):
         v.addWidget(prompts)
         v.addWidget(judge)
         v.addLayout(row)
+        v.addWidget(self.plan_label)
         v.addWidget(self.hint)
         v.addWidget(self.run.progress)
         v.addWidget(self.run.status)
@@ -199,6 +203,7 @@ class EvalSetup(QScrollArea):
         self._update_buttons()
 
     def _update_buttons(self) -> None:
+        self.plan_label.refresh()
         running = self.run.running
         a, b = self.a_box.currentData(), self.b_box.currentData()
         human = self.human_radio.isChecked()
@@ -246,6 +251,8 @@ class EvalSetup(QScrollArea):
         cfg, workspace = self.form.value(), self.workspace
         # PPO policies carry their own base model; one given here would have to match it.
         base = self.base_model if a_id is None and b_id is None else None
+        if not self.plan_label.confirm_start(self):
+            return
 
         def work(emit, stop):
             with Store(workspace.db_path) as store:   # this thread's own connection
@@ -259,6 +266,22 @@ class EvalSetup(QScrollArea):
 
     def cancel(self) -> None:
         self.run.cancel()
+
+    def _plan_job(self):
+        """The memory plan's job: the policies' base model, these settings, the reward model."""
+        from desktop_app.ml.planning.plan import Job, prompt_tokens
+        base = self.base_model
+        for run_id in (self.a_box.currentData(), self.b_box.currentData()):
+            run = self.store.get_run(run_id) if run_id is not None else None
+            if run is not None and run.config.get("base_model"):
+                base = run.config["base_model"]
+        if not base:
+            return None
+        reward = self.reward_box.currentData()
+        reward_run = self.store.get_run(reward) if reward is not None else None
+        return Job("evaluate", base, self.form.value(), prompt_tokens=prompt_tokens(self.store),
+                   reward_rank=int(reward_run.config.get("lora_r") or 16) if reward_run
+                   else None)
 
     @staticmethod
     def _outcome_text(outcome, seconds: float) -> str:

@@ -29,6 +29,7 @@ from desktop_app.core.workspace import Workspace
 from desktop_app.gui.training.controller import Checkpoints, training_controller
 from desktop_app.gui.widgets.charts import ChartBoard
 from desktop_app.gui.widgets.config_form import ConfigForm
+from desktop_app.gui.widgets.memory_plan import MemoryPlanLabel
 from desktop_app.gui.widgets.panes import settings_column, side_by_side
 
 CHARTS = [
@@ -68,10 +69,13 @@ class PPOPage(QWidget):
         self.use_button.setToolTip("Load the tuned policy on the Judge page, so your next "
                                    "judgments compare its responses (the next round).")
         self.use_button.clicked.connect(self._use_policy)
+        self.plan_label = MemoryPlanLabel(self._plan_job, "PPO")
+        self.form.changed.connect(self.plan_label.refresh)
+        self.reward_box.currentIndexChanged.connect(self.plan_label.refresh)
         left = settings_column(
             [QLabel("<b>Reward model</b>"), self.reward_box, self.base_label], self.form,
             [(self.start_button, 2), (self.resume_button, 1), (self.cancel_button, 1)],
-            [self.use_button])
+            [self.plan_label, self.use_button])
 
         self.charts = ChartBoard(CHARTS, columns=3)
         self.run = training_controller(
@@ -116,6 +120,7 @@ class PPOPage(QWidget):
             f"<b>Base model:</b> {Path(path).name}" if path else
             "<b>Base model:</b> none — load one on the Models page.")
         self._update_buttons()
+        self.plan_label.refresh()
 
     def activate(self) -> None:
         """The page is shown: runs may have changed elsewhere."""
@@ -147,6 +152,18 @@ class PPOPage(QWidget):
         self.use_button.setEnabled(not running and last is not None
                                    and last.status == RunStatus.COMPLETED)
 
+    def _plan_job(self):
+        """The memory plan's job: this form's settings, the base model, the reward model's
+        rank and the workspace's prompts."""
+        from desktop_app.ml.planning.plan import Job, prompt_tokens
+        reward = self.reward_box.currentData()
+        if not self.base_model or reward is None:
+            return None
+        run = self.store.get_run(reward)
+        return Job("train-ppo", self.base_model, self.form.value(),
+                   prompt_tokens=prompt_tokens(self.store),
+                   reward_rank=int(run.config.get("lora_r") or 16) if run else None)
+
     # -- running -----------------------------------------------------------------------------
 
     def start(self, resume_run_id: int | None = None) -> None:
@@ -154,6 +171,8 @@ class PPOPage(QWidget):
         if self.run.running:
             return
         cfg, base, reward = self.form.value(), self.base_model, self.reward_box.currentData()
+        if resume_run_id is None and not self.plan_label.confirm_start(self):
+            return
         workspace = self.workspace
 
         def work(emit, stop):

@@ -41,6 +41,7 @@ from desktop_app.gui.jobs import Job
 from desktop_app.gui.training.controller import Checkpoints, training_controller
 from desktop_app.gui.widgets.charts import ChartBoard
 from desktop_app.gui.widgets.config_form import ConfigForm
+from desktop_app.gui.widgets.memory_plan import MemoryPlanLabel
 from desktop_app.gui.widgets.panes import settings_column, side_by_side
 
 CHARTS = [
@@ -102,8 +103,11 @@ class RewardPage(QWidget):
             "Continue the last cancelled, failed or interrupted run from its checkpoint.")
         self.resume_button.clicked.connect(self.resume_last)
 
+        self.plan_label = MemoryPlanLabel(self._plan_job, "Training")
+        self.form.changed.connect(self.plan_label.refresh)
         left = settings_column([self.base_label, self.data_label], self.form, [
-            (self.train_button, 2), (self.resume_button, 1), (self.cancel_button, 1)])
+            (self.train_button, 2), (self.resume_button, 1), (self.cancel_button, 1)],
+            [self.plan_label])
 
         # -- right: progress + charts, and the inspector --------------------------------------
         self.charts = ChartBoard(CHARTS)
@@ -279,12 +283,14 @@ class RewardPage(QWidget):
             f"<b>Base model:</b> {Path(path).name}<br><span style='color:#666'>{path}</span>"
             if path else "<b>Base model:</b> none — load one on the Models page.")
         self._update_buttons()
+        self.plan_label.refresh()
 
     def activate(self) -> None:
         """The page is shown: runs may have changed elsewhere."""
         self.refresh()
 
     def refresh(self) -> None:
+        self.plan_label.refresh()  # the judgments may have changed (their longest pair)
         self.refresh_data_summary()
         current = self.run_box.currentData()
         # Refilling the list must not redraw the charts (they may hold a live or just-finished run).
@@ -347,6 +353,8 @@ class RewardPage(QWidget):
             cfg = RewardConfig.from_dict(run.config)
             base = run.config["base_model"]
             self.form.set_value(cfg)
+        elif not self.plan_label.confirm_start(self):
+            return
         workspace = self.workspace
 
         def work(emit, stop):
@@ -358,6 +366,14 @@ class RewardPage(QWidget):
             self.show_run_charts(resume_run_id)
         self.tabs.setCurrentIndex(0)
         self.run.launch(work, "train-reward", "Loading the base model…")
+
+    def _plan_job(self):
+        """The memory plan's job: this form's settings on the base model and the judgments."""
+        from desktop_app.ml.planning.plan import Job, pair_tokens
+        if not self.base_model:
+            return None
+        return Job("train-reward", self.base_model, self.form.value(),
+                   pair_tokens=pair_tokens(self.store))
 
     def resume_last(self) -> None:
         run = self.run.resumable_run()

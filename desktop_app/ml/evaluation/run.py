@@ -291,7 +291,8 @@ def _generate(base: str, policies: list[Policy], prompts: list[PromptInput], cfg
 
 def _load(base: str, policy: Policy, cfg: EvalConfig, stop: StopToken) -> LoadedModel:
     try:
-        return load_model(base, device=cfg.device, adapter=policy.adapter, stop=stop)
+        return load_model(base, device=cfg.device, adapter=policy.adapter, stop=stop,
+                          quantize=cfg.quantize)
     except ModelLoadError as exc:
         raise EvaluationError(str(exc)) from exc
 
@@ -301,7 +302,7 @@ def _score(base: str, adapter: str, prompts: list[PromptInput], responses: list[
     stop.raise_if_requested()
     emit(Progress(0, len(prompts), "Loading the reward model"))
     try:
-        scorer = RewardScorer.load(base, adapter, device=cfg.device)
+        scorer = RewardScorer.load(base, adapter, device=cfg.device, quantize=cfg.quantize)
     except RewardModelError as exc:
         raise EvaluationError(str(exc)) from exc
     scores_a, scores_b = [], []

@@ -133,8 +133,10 @@ class Playground:
 
     @classmethod
     def load(cls, base_model: str | Path, device: str = "auto", dtype: str = "auto",
-             emit: Emit = ignore, stop: StopToken | None = None) -> Playground:
-        return cls(load_model(base_model, device=device, dtype=dtype, emit=emit, stop=stop))
+             emit: Emit = ignore, stop: StopToken | None = None,
+             quantize: str = "none") -> Playground:
+        return cls(load_model(base_model, device=device, dtype=dtype, emit=emit, stop=stop,
+                              quantize=quantize))
 
     @property
     def model(self):
@@ -402,8 +404,8 @@ class PlaygroundSession:
     """The models a playground run needs, loaded on first use and kept while the choices stay
     the same: the base model (with its policy adapters) and one reward model."""
 
-    def __init__(self, device: str = "auto", dtype: str = "auto"):
-        self.device, self.dtype = device, dtype
+    def __init__(self, device: str = "auto", dtype: str = "auto", quantize: str = "none"):
+        self.device, self.dtype, self.quantize = device, dtype, quantize
         self.playground: Playground | None = None
         self._base_key: str | None = None
         self.scorer = None
@@ -453,7 +455,8 @@ class PlaygroundSession:
             return self.playground
         self.release_base()
         emit(Progress(0, 0, "Loading the base model…"))
-        self.playground = Playground.load(folder, self.device, self.dtype, stop=stop)
+        self.playground = Playground.load(folder, self.device, self.dtype, stop=stop,
+                                          quantize=self.quantize)
         self._base_key = folder
         return self.playground
 
@@ -472,7 +475,8 @@ class PlaygroundSession:
                 self.scorer = self.playground.attach_reward(adapter)
                 self.shared_reward = True
             else:
-                self.scorer = RewardScorer.load(base, adapter, device=self.device)
+                self.scorer = RewardScorer.load(base, adapter, device=self.device,
+                                                quantize=self.quantize)
                 self.shared_reward = False
             self._scorer_key = key
         return self.scorer

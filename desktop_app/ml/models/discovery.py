@@ -62,8 +62,10 @@ def _scan_folders(folders: Iterable[str | Path]) -> list[ModelEntry]:
             children = sorted(folder.iterdir())
         except OSError:
             continue
+        # Hidden folders are work in progress (a GGUF import being written) or not meant to
+        # be listed.
         found.extend(_folder_entry(child) for child in children
-                     if _is_dir(child) and _has_config(child))
+                     if not child.name.startswith(".") and _is_dir(child) and _has_config(child))
     return found
 
 

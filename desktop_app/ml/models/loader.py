@@ -18,8 +18,11 @@ from desktop_app.core.errors import UserError
 from desktop_app.core.events import Emit, Progress, StopToken, ignore
 from desktop_app.ml.models.device import DeviceChoice, available_memory_bytes, pick_device
 from desktop_app.ml.models.folder_check import ModelFolderError, ModelInfo, inspect_model_folder
+from desktop_app.ml.models.quantize import QuantizationError, is_quantized, load_kwargs
+from desktop_app.ml.models.quantize import check as check_quantize
 
-_OOM_ADVICE = ("try a smaller dtype (float16 or bfloat16), another device, or a smaller model")
+_OOM_ADVICE = ("try a smaller dtype (float16 or bfloat16), 4-bit quantisation, another device, "
+               "or a smaller model")
 
 
 class ModelLoadError(UserError):
@@ -37,6 +40,7 @@ class LoadedModel:
     # Pairs pit the tuned policy against the base: the adapter stays unmerged so that it can
     # be switched off for the base model's response (one copy of the weights for both).
     versus_base: bool = False
+    quantize: str = "none"  # "8bit"/"4bit": the base weights are bitsandbytes layers
 
     @property
     def eos_token_ids(self) -> list[int]:
@@ -54,15 +58,18 @@ class LoadedModel:
 def load_model(path: str | Path, device: str = "auto", dtype: str = "auto",
                trust_remote_code: bool = False, emit: Emit = ignore,
                stop: StopToken | None = None, adapter: str | Path | None = None,
-               versus_base: bool = False) -> LoadedModel:
-    """Load the causal LM in ``path`` onto ``device`` at ``dtype`` ("auto" picks for you).
+               versus_base: bool = False, quantize: str = "none") -> LoadedModel:
+    """Load the causal LM in ``path`` onto ``device`` at ``dtype`` ("auto" picks for you),
+    its linear layers quantised to 8 or 4 bits when ``quantize`` says so (``dtype`` is then
+    the compute dtype and that of the layers left unquantised).
 
     Raises ``ModelLoadError`` for every problem, including a device or dtype this machine
     cannot provide, and ``Cancelled`` when ``stop`` is requested between stages."""
     folder = Path(path).expanduser()
     try:
         choice = pick_device(device, dtype)
-    except ValueError as exc:  # e.g. CUDA asked for on a machine without it
+        check_quantize(quantize)  # a known choice, and bitsandbytes installed for it
+    except (ValueError, QuantizationError) as exc:  # e.g. CUDA asked for on a machine without it
         raise ModelLoadError(f"Cannot load {folder}: {exc}") from exc
     stages = ["Reading config", "Checking memory", "Loading tokenizer", "Loading weights",
               f"Moving to {choice.device}"]
@@ -81,7 +88,7 @@ def load_model(path: str | Path, device: str = "auto", dtype: str = "auto",
 
     # 2. Refuse early rather than swap the machine to death or crash the GPU halfway through.
     stage(1)
-    _check_memory(folder, info, choice)
+    _check_memory(folder, info, choice, quantize)
 
     # 3. Tokenizer: left padding, because generation appends on the right.
     stage(2)
@@ -89,18 +96,23 @@ def load_model(path: str | Path, device: str = "auto", dtype: str = "auto",
 
     # 4. Weights, in the chosen dtype, on the CPU first.
     stage(3)
-    model = _guard(folder, "the weights", lambda: _load_weights(folder, choice, trust_remote_code))
+    model = _guard(folder, "the weights",
+                   lambda: _load_weights(folder, choice, trust_remote_code, quantize))
 
     # 4b. A tuned policy (a PEFT adapter, e.g. from PPO) is merged into the weights: generation
     #     then runs at the base model's speed, and the pairs record which adapter made them.
+    #     Not into quantised weights: merging would round the adapter into 4/8 bits.
     if adapter is not None:
+        merge = not versus_base and quantize == "none"
         model = _guard(folder, f"the adapter {adapter}",
-                       lambda: _attach_adapter(model, adapter, merge=not versus_base))
+                       lambda: _attach_adapter(model, adapter, merge=merge))
 
-    # 5. Onto the device. If the move runs out of memory, drop the half-moved model at once.
+    # 5. Onto the device (a quantised model was placed there while loading). If the move runs
+    #    out of memory, drop the half-moved model at once.
     stage(4)
     try:
-        model = _guard(folder, f"the model onto {choice.device}", lambda: model.to(choice.device))
+        model = _guard(folder, f"the model onto {choice.device}",
+                       lambda: model if is_quantized(model) else model.to(choice.device))
     except ModelLoadError:
         del model
         free_memory(choice)
@@ -110,17 +122,25 @@ def load_model(path: str | Path, device: str = "auto", dtype: str = "auto",
     emit(Progress(len(stages), len(stages), f"Loaded {info.name} on {choice.label()}"))
     return LoadedModel(model=model, tokenizer=tokenizer, info=info, device=choice,
                        path=info.path, adapter=str(adapter) if adapter is not None else None,
-                       versus_base=versus_base and adapter is not None)
+                       versus_base=versus_base and adapter is not None, quantize=quantize)
 
 
 # ---- stages ----------------------------------------------------------------------------------
 
-def _check_memory(folder: Path, info: ModelInfo, choice: DeviceChoice) -> None:
-    needed = info.memory_bytes(choice.dtype)
+def _check_memory(folder: Path, info: ModelInfo, choice: DeviceChoice, quantize: str) -> None:
+    if quantize == "none":
+        needed = info.memory_bytes(choice.dtype)
+    else:  # the block linears in 8/4 bits, the rest at the dtype (the memory planner's count)
+        from desktop_app.ml.models.folder_check import MEMORY_OVERHEAD_FACTOR
+        from desktop_app.ml.planning.estimate import Setup, weight_bytes
+        from desktop_app.ml.planning.shape import model_shape
+        setup = Setup(choice.device, choice.dtype, quantize)
+        needed = int(weight_bytes(model_shape(folder), setup) * MEMORY_OVERHEAD_FACTOR)
     free = available_memory_bytes(choice.device)
     if free is not None and needed > free:
+        what = choice.dtype if quantize == "none" else f"{quantize} ({choice.dtype} compute)"
         raise ModelLoadError(
-            f"{folder} needs about {_size(needed)} at {choice.dtype} but only {_size(free)} is "
+            f"{folder} needs about {_size(needed)} at {what} but only {_size(free)} is "
             f"free on {choice.label().split()[0]}: {_OOM_ADVICE}.")
 
 
@@ -132,12 +152,12 @@ def _load_tokenizer(folder: Path, trust_remote_code: bool):
                                          padding_side="left")
 
 
-def _load_weights(folder: Path, choice: DeviceChoice, trust_remote_code: bool):
+def _load_weights(folder: Path, choice: DeviceChoice, trust_remote_code: bool, quantize: str):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True,
-                                                trust_remote_code=trust_remote_code,
-                                                dtype=choice.torch_dtype)
+    return AutoModelForCausalLM.from_pretrained(
+        folder, local_files_only=True, trust_remote_code=trust_remote_code,
+        **load_kwargs(quantize, choice.device, choice.torch_dtype))
 
 
 def _attach_adapter(model, adapter: str | Path, merge: bool = True):
@@ -198,7 +218,11 @@ def on_accelerator(lm: LoadedModel) -> bool:
 
 def move_weights(lm: LoadedModel, to_cpu: bool) -> None:
     """Move a loaded model's weights to main memory (``to_cpu``), making room on the GPU for a
-    training job, or back to its own device. Nothing may use the model meanwhile."""
+    training job, or back to its own device. Nothing may use the model meanwhile. A quantised
+    model stays where it is: bitsandbytes weights cannot be moved after loading, and they
+    are a quarter (4-bit) or half (8-bit) of the full-precision size anyway."""
+    if is_quantized(lm.model):
+        return
     lm.model.to("cpu" if to_cpu else lm.device.device)
     free_memory(lm.device)
 

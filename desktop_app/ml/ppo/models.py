@@ -38,6 +38,7 @@ from desktop_app.ml.models.device import DeviceChoice
 from desktop_app.ml.models.folder_check import inspect_model_folder
 from desktop_app.ml.models.loader import LoadedModel, _first_line
 from desktop_app.ml.models.lora_switch import only_adapter, tuner_layers
+from desktop_app.ml.models.quantize import QuantizationError, load_kwargs, place, quantization_of
 from desktop_app.ml.reward.adapter import (
     AdapterError,
     add_adapter,
@@ -93,7 +94,7 @@ class PPOModels:
         self._layers = tuner_layers(peft_model)
         self.lm = LoadedModel(model=peft_model, tokenizer=tokenizer,
                               info=inspect_model_folder(base_path), device=device, path=base_path,
-                              adapter=POLICY)
+                              adapter=POLICY, quantize=quantization_of(peft_model))
 
     # ---- adapters ----------------------------------------------------------------------------
 
@@ -179,8 +180,10 @@ class PPOModels:
 
 def build_ppo_models(base_model: str | Path, reward_adapter: str | Path, device: DeviceChoice,
                      lora: LoraSpec, *, policy_adapter: str | Path | None = None,
-                     seed: int = 0) -> PPOModels:
-    """Base causal LM + the four adapters/heads, on ``device`` at ``device.dtype``.
+                     seed: int = 0, quantize: str = "none") -> PPOModels:
+    """Base causal LM + the four adapters/heads, on ``device`` at ``device.dtype``; the base's
+    block linears in 8 or 4 bits when ``quantize`` says so (QLoRA: all four adapters sit on
+    the one quantised base).
 
     ``policy_adapter``: start from an existing causal-LM LoRA adapter (its frozen copy becomes
     the reference); None starts from the base (reference = adapters off)."""
@@ -199,11 +202,11 @@ def build_ppo_models(base_model: str | Path, reward_adapter: str | Path, device:
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         _zero_dropout(config)
         with _quiet_transformers():
-            base = AutoModelForCausalLM.from_pretrained(folder, config=config,
-                                                        dtype=device.torch_dtype,
-                                                        local_files_only=True)
+            base = AutoModelForCausalLM.from_pretrained(
+                folder, config=config, local_files_only=True,
+                **load_kwargs(quantize, device.device, device.torch_dtype))
     except Exception as exc:
-        if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        if isinstance(exc, (torch.OutOfMemoryError, MemoryError, QuantizationError)):
             raise
         raise PPOModelError(f"Could not load {folder} as a causal LM: {_first_line(exc)}") from exc
     if base.generation_config.pad_token_id is None:
@@ -254,7 +257,7 @@ def build_ppo_models(base_model: str | Path, reward_adapter: str | Path, device:
             p.data = p.data.float()
     reward_head.requires_grad_(False)
     value_head.requires_grad_(True)
-    model.to(device.device)
+    model = place(model, device.device)
     reward_head.to(device.device)
     value_head.to(device.device)
     model.eval()

@@ -47,6 +47,7 @@ from desktop_app.ml.generation.sampling import (
     encode_prompt,
     generate_tokens,
 )
+from desktop_app.ml.planning.plan import Job, prompt_tokens, turn_on_checkpointing_if_needed
 from desktop_app.ml.ppo import algorithm as core
 from desktop_app.ml.ppo.models import POLICY, VALUE, LoraSpec, build_ppo_models
 from desktop_app.ml.training.files import memory_gib
@@ -122,8 +123,9 @@ class _Rollout:
 class PPOTrainer(Trainer):
     kind = RunKind.PPO
     config_type = PPOConfig
-    oom_advice = ("try a smaller batch or mini-batch size (with gradient accumulation), fewer "
-                  "new tokens, or a smaller LoRA rank")
+    oom_advice = ("try a 4-bit base (quantize 4bit), gradient checkpointing, a smaller batch or "
+                  "mini-batch size (with gradient accumulation), fewer new tokens, or a smaller "
+                  "LoRA rank; `rlhf-desk plan train-ppo ...` estimates each")
     artifact_name = "policy"
     checkpoint_parts = ("policy", "value", "value_head.pt")
     progress_message = "PPO"
@@ -160,10 +162,16 @@ class PPOTrainer(Trainer):
         # Device, number formats, models.
         choice, self.autocast_dtype = resolve_precision(cfg)
         self.device = choice.device
+        if resumed is None:
+            reward_run = store.get_run(reward_run_id)
+            turn_on_checkpointing_if_needed(
+                Job("train-ppo", self.base_model, cfg, prompt_tokens=prompt_tokens(store),
+                    reward_rank=int(reward_run.config.get("lora_r") or cfg.lora_r)),
+                self.emit)
         self.models = build_ppo_models(
             self.base_model, reward_adapter, choice,
             LoraSpec(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules),
-            policy_adapter=cfg.init_policy or None, seed=cfg.seed)
+            policy_adapter=cfg.init_policy or None, seed=cfg.seed, quantize=cfg.quantize)
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(self.models.base)
         self.optimiser = Optimiser(self.models.trainable_parameters(), cfg, self.device,

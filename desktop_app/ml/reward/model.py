@@ -25,6 +25,7 @@ from desktop_app.core.runs.record import RunKind
 from desktop_app.ml.models.device import DeviceChoice, pick_device
 from desktop_app.ml.models.folder_check import ModelFolderError, inspect_model_folder
 from desktop_app.ml.models.loader import _first_line
+from desktop_app.ml.models.quantize import QuantizationError, load_kwargs, place
 from desktop_app.ml.reward.data import EncodedPair, PairEncoder, collate, pad_rows
 from desktop_app.ml.reward.pairs import Split
 
@@ -80,8 +81,10 @@ def reward_tokenizer(adapter: Path, base_model: str | Path):
 
 def build_reward_model(base_model: str | Path, tokenizer, device: DeviceChoice, *,
                        cfg: RewardConfig | None = None, adapter_dir: str | Path | None = None,
-                       trainable: bool = False, train_dropout: bool = True):
-    """Base model + score head + LoRA on ``device`` at ``device.dtype``.
+                       trainable: bool = False, train_dropout: bool = True,
+                       quantize: str = "none"):
+    """Base model + score head + LoRA on ``device`` at ``device.dtype``, the base's block
+    linears in 8 or 4 bits when ``quantize`` says so (QLoRA; the head stays full precision).
 
     A new adapter comes from ``cfg`` (call ``torch.manual_seed`` first: the head and LoRA are
     initialised randomly); an existing one is read from ``adapter_dir``. ``train_dropout=False``
@@ -101,9 +104,10 @@ def build_reward_model(base_model: str | Path, tokenizer, device: DeviceChoice, 
             _zero_dropout(config)
         with _quiet_transformers():
             model = AutoModelForSequenceClassification.from_pretrained(
-                folder, config=config, dtype=device.torch_dtype, local_files_only=True)
+                folder, config=config, local_files_only=True,
+                **load_kwargs(quantize, device.device, device.torch_dtype))
     except Exception as exc:
-        if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        if isinstance(exc, (torch.OutOfMemoryError, MemoryError, QuantizationError)):
             raise
         raise RewardModelError(f"Could not load {folder} as a reward model: "
                                f"{_first_line(exc)}") from exc
@@ -127,7 +131,7 @@ def build_reward_model(base_model: str | Path, tokenizer, device: DeviceChoice, 
         model = get_peft_model(model, lora)
     _dedupe_modules_to_save(model)
     _check_head_is_saved(model)
-    return model.to(device.device)
+    return place(model, device.device)
 
 
 def lora_targets(model, spec: str) -> list[str]:
@@ -182,7 +186,8 @@ class RewardScorer:
 
     @classmethod
     def load(cls, base_model_path: str | Path, adapter_dir: str | Path,
-             device: str = "auto", batch_size: int = 16) -> "RewardScorer":
+             device: str = "auto", batch_size: int = 16,
+             quantize: str = "none") -> "RewardScorer":
         """The base model plus a saved reward adapter. The adapter folder's tokenizer (saved by
         training, pad token included) is used when present, else the base model's. Max length
         and reward statistics come from the run folder around the adapter, when it is one."""
@@ -196,7 +201,8 @@ class RewardScorer:
             raise RewardModelError(str(exc)) from exc
         check_base_model(base_model_path)
         tokenizer = reward_tokenizer(adapter, base_model_path)
-        model = build_reward_model(base_model_path, tokenizer, choice, adapter_dir=adapter)
+        model = build_reward_model(base_model_path, tokenizer, choice, adapter_dir=adapter,
+                                   quantize=quantize)
         return cls.for_run(model, tokenizer, choice, adapter, batch_size)
 
     @classmethod

@@ -38,6 +38,7 @@ from desktop_app.core.data.store import Store
 from desktop_app.core.events import Emit, Log, StopToken, ignore
 from desktop_app.core.runs.record import RunKind, RunStatus
 from desktop_app.core.runs.session import GuardRail, Resumed, write_json
+from desktop_app.ml.planning.plan import Job, pair_tokens, turn_on_checkpointing_if_needed
 from desktop_app.ml.reward.data import EncodedPair, PairEncoder, collate
 from desktop_app.ml.reward.model import (
     build_reward_model,
@@ -187,8 +188,9 @@ class _Window:
 class RewardTrainer(Trainer):
     kind = RunKind.REWARD
     config_type = RewardConfig
-    oom_advice = ("try a smaller batch size (with more gradient accumulation), a shorter max "
-                  "length, or gradient checkpointing")
+    oom_advice = ("try a 4-bit base (quantize 4bit), a smaller batch size (with more gradient "
+                  "accumulation), a shorter max length, or gradient checkpointing; `rlhf-desk "
+                  "plan train-reward ...` estimates each")
     artifact_name = "adapter"
     checkpoint_parts = ("adapter",)
     progress_message = "Training reward model"
@@ -221,11 +223,15 @@ class RewardTrainer(Trainer):
         choice, self.autocast_dtype = resolve_precision(cfg)
         self.device = choice.device
         self.tokenizer = load_tokenizer(check_base_model(self.base_model))
+        if resumed is None:
+            turn_on_checkpointing_if_needed(
+                Job("train-reward", self.base_model, cfg, pair_tokens=pair_tokens(store)),
+                self.emit)
         torch.manual_seed(cfg.seed)
         adapter = resumed.checkpoint / "adapter" if resumed is not None else None
         self.model = model = build_reward_model(
             self.base_model, self.tokenizer, choice, cfg=cfg, trainable=True,
-            adapter_dir=adapter, train_dropout=False)
+            adapter_dir=adapter, train_dropout=False, quantize=cfg.quantize)
         # fp32 master weights: LoRA and the head train in fp32 while the frozen base may sit in
         # bf16/fp16 and autocast runs the matmuls in half precision.
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

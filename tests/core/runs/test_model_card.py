@@ -118,6 +118,19 @@ def test_card_without_the_reward_run_still_renders():
     assert "PPO started from the policy adapter `/p/policy`" in card
 
 
+def test_card_says_which_quantisation_trained_the_adapter():
+    def card(quantize: str | None) -> str:
+        config = {"base_model": "x"} | ({"quantize": quantize} if quantize else {})
+        run = RunFacts(7, RunKind.PPO, RunStatus.COMPLETED, "2026-01-01T00:00:00", None,
+                       config, {})
+        return render_model_card(CardFacts(base_model="/m/x", merged=True, ppo=run))
+    assert "Trained on a 4-bit NF4 (QLoRA) base" in card("4bit")
+    assert "applies to the full-precision base" in card("4bit")
+    assert "Trained on an 8-bit" in card("8bit")
+    # Runs recorded before quantisation existed trained on the full-precision base.
+    assert "Trained on the full-precision base" in card(None)
+
+
 @pytest.mark.parametrize("base, expected", [
     ("/home/me/.cache/huggingface/hub/models--gpt2--tiny/snapshots/0a1b", "gpt2/tiny"),
     ("C:\\Users\\me\\hub\\models--org--name-v2\\snapshots\\1", "org/name-v2"),

@@ -67,8 +67,8 @@ def test_next_round_asks_how_pairs_are_made(qtbot, window, monkeypatch):
     window._load_policy("/base", "/policy")
     window._load_policy("/base", "/policy")
     window._load_policy("/base", "/policy")  # cancelled: nothing loads
-    assert calls == [("/base", {"adapter": "/policy", "versus_base": True}),
-                     ("/base", {"adapter": "/policy", "versus_base": False})]
+    assert calls == [("/base", {"adapter": "/policy", "versus_base": True, "quantize": "none"}),
+                     ("/base", {"adapter": "/policy", "versus_base": False, "quantize": "none"})]
 
 
 def test_ranking_runs_in_the_background_and_can_be_cancelled(qtbot, store, monkeypatch):

@@ -183,6 +183,21 @@ def test_stop_ends_both_sides_within_a_token(pg):
     assert sum(o.completion_tokens for o in out.values()) < 20
 
 
+def test_a_4bit_session_generates_with_the_policy_and_scores_on_the_shared_base(base_dir,
+                                                                              adapters):
+    pytest.importorskip("bitsandbytes")
+    from desktop_app.ml.models.quantize import is_quantized
+    session = PlaygroundSession(device="cpu", quantize="4bit")
+    request = PlaygroundRequest(prompt=PromptInput(0, "Write a poem about the sea."),
+                                base_model=str(base_dir), sampling=CFG, seed=7,
+                                policy_adapter=str(adapters["policy"]),
+                                reward_adapter=str(adapters["reward"]))
+    result = session.run(request)
+    assert is_quantized(session.playground.model)
+    assert set(result.scores) == {"base", "policy"} and session.shared_reward
+    session.close()
+
+
 def test_missing_policy_folder_is_a_clear_error(pg, tmp_path):
     with pytest.raises(PlaygroundError, match="missing"):
         pg.add_policy(tmp_path / "nope")
