@@ -139,7 +139,7 @@ class MainWindow(QMainWindow):
     def _on_model_loaded(self, lm) -> None:
         policy = " + tuned policy" + (" (pairs: tuned vs. base)" if lm.versus_base else "")
         self.model_status.setText(f"{lm.info.name}" + (policy if lm.adapter else "")
-                                  + f" · {lm.device.label()}")
+                                  + f" · {lm.label}")
         self.model_loaded.emit(lm)
         if not lm.adapter:
             self.base_model_changed.emit(lm.path)

@@ -439,7 +439,7 @@ class ModelsPage(QWidget):
 
     def _on_loaded(self, lm) -> None:
         log.info("model loaded: %s%s on %s", lm.path, f" + {lm.adapter}" if lm.adapter else "",
-                 lm.device.label())
+                 lm.label)
         self.loaded_path = lm.path
         settings = self.workspace.load_settings()
         settings["last_model"] = lm.path
@@ -449,7 +449,7 @@ class ModelsPage(QWidget):
         if not self._tree_has(lm.path):
             self.rescan()
         self._load_ended(f"Loaded {lm.info.name}" + (f" + {lm.adapter}" if lm.adapter else "")
-                         + f" on {lm.device.label()}.")
+                         + f" on {lm.label}.")
         self.model_loaded.emit(lm)
 
     def _on_load_failed(self, message: str) -> None:

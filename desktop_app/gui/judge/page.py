@@ -120,7 +120,7 @@ class JudgePage(QWidget):
 
     def set_model(self, lm) -> None:
         tuned = f"<br>tuned: {Path(lm.adapter).parent.name}" if lm.adapter else ""
-        self.model_label.setText(f"<b>{lm.info.name}</b>{tuned}<br>{lm.device.label()} · "
+        self.model_label.setText(f"<b>{lm.info.name}</b>{tuned}<br>{lm.label} · "
                                  f"{lm.info.n_params / 1e6:,.1f} M parameters")
         if lm.path != getattr(self.queue.wanted_model, "path", None):
             self._use_model_sampling(lm)

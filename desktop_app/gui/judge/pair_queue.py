@@ -265,7 +265,8 @@ class PairQueue(QObject):
         if self.run_id is None:
             self.session = RunSession.start(self.store, None, RunKind.GENERATE, {
                 "model": self.lm.path, "adapter": self.lm.adapter,
-                "device": self.lm.device.label(), "sampling": self.cfg.to_dict(),
+                "device": self.lm.device.label(), "quantize": self.lm.quantize,
+                "sampling": self.cfg.to_dict(),
                 "source": "gui"})
             self.run_pairs = 0
             self._run_started = time.monotonic()

@@ -43,6 +43,11 @@ class LoadedModel:
     quantize: str = "none"  # "8bit"/"4bit": the base weights are bitsandbytes layers
 
     @property
+    def label(self) -> str:
+        """Where and how it runs, for status lines: "CUDA bf16" or "CUDA bf16 · 4-bit"."""
+        return self.device.label() + ("" if self.quantize == "none" else f" · {self.quantize}")
+
+    @property
     def eos_token_ids(self) -> list[int]:
         """Every token that ends a response: the tokenizer's EOS and the generation config's
         (chat models often stop on an end-of-turn token that only the latter names)."""

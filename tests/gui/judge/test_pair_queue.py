@@ -14,7 +14,7 @@ from desktop_app.ml.generation import pair_job
 
 
 def fake_model(path: str):
-    return SimpleNamespace(path=path, adapter=None, versus_base=False,
+    return SimpleNamespace(path=path, adapter=None, versus_base=False, quantize="none",
                            device=SimpleNamespace(label=lambda: "cpu"))
 
 
