@@ -418,7 +418,7 @@ def test_main_window_has_the_page_and_wires_it(qtbot, window, store, monkeypatch
     loaded = []
     monkeypatch.setattr(window.models_page, "select_path", lambda path: None)
     monkeypatch.setattr(window.models_page, "load_path",
-                        lambda path, adapter=None, versus_base=False:
+                        lambda path, adapter=None, versus_base=False, quantize=None:
                         loaded.append((path, adapter, versus_base)))
     monkeypatch.setattr(window, "_ask_pair_mode", lambda: False)  # both from the tuned policy
     _, ppo = add_policy_runs(store)

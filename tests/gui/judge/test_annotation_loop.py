@@ -16,7 +16,7 @@ def load_and_wait_for_pair(qtbot, window, model_path):
     page = window.models_page
     page.select_path(str(model_path))
     assert page.info is not None and page.load_button.isEnabled()
-    assert "parameters" in page.details.text() and "Memory needed" in page.details.text()
+    assert "parameters" in page.details.text() and "Runs as" in page.details.text()
     page.dtype_box.setCurrentText("float32")
     qtbot.mouseClick(page.load_button, Qt.MouseButton.LeftButton)
     judge = window.judge_page
