@@ -13,7 +13,7 @@ BIN     = $(VENV)/bin
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 
-.PHONY: setup run test test-fast lock bench bench-reward bench-ppo bench-plan bench-playground bench-real gpu-check screenshot package clean
+.PHONY: setup run test test-fast lock bench bench-reward bench-ppo bench-dpo bench-plan bench-playground bench-real gpu-check screenshot package clean
 
 setup: $(VENV)/.installed
 
@@ -65,6 +65,11 @@ bench-reward: setup
 
 bench-ppo: setup
 	$(BIN)/python bench/bench_ppo.py
+
+# Our DPO against TRL's DPOTrainer on the same data, LoRA settings and seeds (needs TRL).
+bench-dpo: setup
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python bench/bench_dpo.py $(ARGS)
 
 # The memory planner's estimates against measured peaks (about 25 minutes on a 2-core CPU).
 bench-plan: setup

@@ -311,7 +311,7 @@ class Checks:
             raise Skip("no measured peak (the reward check failed)")
         with Store(self.ws.db_path) as store:
             job = Job("train-reward", str(self.model), self.reward_config(quantize),
-                      pair_tokens=pair_tokens(store))
+                      pair_tokens=pair_tokens(store, str(self.model)))
         estimate = plan_job(job).peak_bytes
         ratio = estimate / measured
         note = f"estimate {mib(estimate)}, measured {mib(measured)}, ratio {ratio:.2f}"

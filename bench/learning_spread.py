@@ -1,6 +1,7 @@
 """How much the learning tests' outcomes vary from seed to seed: where their thresholds come from.
 
-The learning tests (tests/ml/reward/test_reward_train.py, tests/ml/ppo/test_ppo_train.py) each
+The learning tests (tests/ml/reward/test_reward_train.py, tests/ml/ppo/test_ppo_train.py,
+tests/ml/dpo/test_dpo_train.py) each
 run one seed. A threshold that holds for that seed can still be luck; one far below what every seed
 reaches tests nothing. This runs the same tasks over many seeds and prints each outcome's mean,
 standard deviation and minimum, so a threshold can sit clearly below the worst seed and clearly
@@ -8,6 +9,7 @@ above "did not learn". Rerun it after `make lock` and update the figures in the 
 
     .venv/bin/python bench/learning_spread.py reward --seeds 20     # ~2 min on 2 cores
     .venv/bin/python bench/learning_spread.py ppo --seeds 20        # ~10 min on 2 cores
+    .venv/bin/python bench/learning_spread.py dpo --seeds 20        # ~8 min on 2 cores
 """
 
 from __future__ import annotations
@@ -111,12 +113,36 @@ def ppo_spread(seeds: int) -> None:
         print(summary(key, values))
 
 
+def dpo_spread(seeds: int) -> None:
+    """test_dpo_train's task: DPO on the judged pairs should make the policy say "cat" more
+    often; held-out implicit-reward accuracy and margin, and the rate against the base."""
+    from marker_task import build_task, marker_rates, run_dpo
+
+    rows: dict[str, list[float]] = {}
+    for seed in range(seeds):
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            task = build_task(Path(tmp), seed, reward=False)
+            result = run_dpo(task)
+            rates = marker_rates(task, result.artifact)
+        values = {"val accuracy": result.val_accuracy, "val margin": result.val_margin,
+                  "marker rate gain": rates["tuned_rate"] - rates["base_rate"],
+                  "base marker rate": rates["base_rate"]}
+        for key, value in values.items():
+            rows.setdefault(key, []).append(value)
+        print(f"seed {seed:2d} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items())
+              + f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    print()
+    for key, values in rows.items():
+        print(summary(key, values))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task", choices=["reward", "ppo"])
+    parser.add_argument("task", choices=["reward", "ppo", "dpo"])
     parser.add_argument("--seeds", type=int, default=20)
     args = parser.parse_args()
-    {"reward": reward_spread, "ppo": ppo_spread}[args.task](args.seeds)
+    {"reward": reward_spread, "ppo": ppo_spread, "dpo": dpo_spread}[args.task](args.seeds)
 
 
 if __name__ == "__main__":

@@ -314,6 +314,51 @@ def cmd_train_ppo(args: argparse.Namespace, out: Output) -> int:
     return _exit_status(result)
 
 
+def cmd_train_rloo(args: argparse.Namespace, out: Output) -> int:
+    from desktop_app.core.config import RLOOConfig
+    from desktop_app.ml.rloo.train import train_rloo
+    cfg = None
+    if args.resume is None:
+        if not args.model or args.reward is None:
+            raise CliError("--model and --reward RUN_ID are required (or --resume RUN_ID)")
+        cfg = _config_from_args(RLOOConfig, args)
+    result = _train(train_rloo, _open_workspace(args), cfg, args, base_model=args.model,
+                    reward_run_id=args.reward)
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    out.result(dataclasses.asdict(result),
+               f"Run {result.run_id} {result.status} at step {result.step}/"
+               f"{result.total_steps}: score {fmt(result.score_first)} -> "
+               f"{fmt(result.score_last)}, KL {fmt(result.kl)}\nPolicy: {result.artifact}")
+    return _exit_status(result)
+
+
+def cmd_train_dpo(args: argparse.Namespace, out: Output) -> int:
+    from desktop_app.core.config import DPOConfig
+    from desktop_app.ml.dpo.judgments import check_dpo_data
+    from desktop_app.ml.dpo.train import train_dpo
+    if args.resume is None:
+        if not args.model:
+            raise CliError("--model is required (or --resume RUN_ID)")
+        cfg = _config_from_args(DPOConfig, args)
+        workspace, store = _open_store(args)
+        with store:
+            counts = check_dpo_data(store, cfg)
+        out.info(f"{count(counts['train_pairs'], 'training pair')}, "
+                 f"{count(counts['val_pairs'], 'validation pair')}; left out: "
+                 f"{count(counts['ties_left_out'], 'tie')}, "
+                 f"{counts['both_bad_left_out']} both-bad")
+    else:
+        cfg, workspace = None, _open_workspace(args)
+    result = _train(train_dpo, workspace, cfg, args, base_model=args.model)
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    out.result(dataclasses.asdict(result),
+               f"Run {result.run_id} {result.status} at step {result.step}/"
+               f"{result.total_steps}: validation accuracy {fmt(result.val_accuracy)}, margin "
+               f"{fmt(result.val_margin)}, {result.samples_per_s:.1f} pairs/s\n"
+               f"Policy: {result.artifact}")
+    return _exit_status(result)
+
+
 def _train(train_fn: Callable, workspace, cfg, args: argparse.Namespace, **inputs):
     """Run a training job in the foreground with a progress bar; Ctrl+C stops it after the
     step (a checkpoint is kept). A resume takes the run's stored config (``cfg`` is None)."""
@@ -641,12 +686,32 @@ def _train_ppo_options(p: argparse.ArgumentParser) -> None:
     _add_config_options(p, PPOConfig)
 
 
+def _train_rloo_options(p: argparse.ArgumentParser) -> None:
+    """train-rloo's options (also `plan train-rloo`'s)."""
+    p.add_argument("--model", help="base model folder")
+    p.add_argument("--reward", type=int, metavar="RUN_ID", help="the reward-model run to use")
+    p.add_argument("--resume", type=int, metavar="RUN_ID",
+                   help="continue a cancelled or failed RLOO run from its last checkpoint")
+    from desktop_app.core.config import RLOOConfig
+    _add_config_options(p, RLOOConfig)
+
+
+def _train_dpo_options(p: argparse.ArgumentParser) -> None:
+    """train-dpo's options (also `plan train-dpo`'s)."""
+    p.add_argument("--model", help="base model folder")
+    p.add_argument("--resume", type=int, metavar="RUN_ID",
+                   help="continue a cancelled or failed DPO run from its last checkpoint")
+    from desktop_app.core.config import DPOConfig
+    _add_config_options(p, DPOConfig)
+
+
 def _evaluate_options(p: argparse.ArgumentParser) -> None:
     """evaluate's options (also `plan evaluate`'s)."""
     p.add_argument("--a", required=True, metavar="POLICY",
-                   help="'base' or a completed PPO run id: the policy whose win rate is reported")
+                   help="'base' or a completed policy run id (PPO, RLOO or DPO): the policy "
+                        "whose win rate is reported")
     p.add_argument("--b", default="base", metavar="POLICY",
-                   help="'base' (default) or a PPO run id: the policy it is compared with")
+                   help="'base' (default) or a policy run id: the policy it is compared with")
     p.add_argument("--prompts", metavar="FILE",
                    help="prompts to evaluate on (added to the workspace as held out); default: "
                         "the workspace's held-out prompts")
@@ -654,14 +719,15 @@ def _evaluate_options(p: argparse.ArgumentParser) -> None:
                    help="only the reward model judges: no blind pairs are stored")
     p.add_argument("--reward", type=int, metavar="RUN_ID",
                    help="the reward-model run that judges (default: the newest completed)")
-    p.add_argument("--model", help="base model folder (default: the one the PPO run used)")
+    p.add_argument("--model", help="base model folder (default: the one the policy run used)")
     from desktop_app.core.config import EvalConfig
     _add_config_options(p, EvalConfig)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="rlhf-desk", description="RLHF Desk: judge paired generations, train reward "
-        "models and PPO policies on your own machine. With no command, opens the app.")
+        "models, and tune policies with PPO, RLOO or DPO on your own machine. With no command, "
+        "opens the app.")
     parser.add_argument("--version", action="version", version=f"rlhf-desk {__version__}")
     parser.add_argument("--model", help="(GUI) model folder to load on start")
     parser.add_argument("--smoke-test", action="store_true",
@@ -700,8 +766,18 @@ def build_parser() -> argparse.ArgumentParser:
                 "tune a LoRA policy with PPO against a trained reward model")
     _train_ppo_options(p)
 
+    p = command("train-rloo", cmd_train_rloo,
+                "tune a LoRA policy with RLOO (or GRPO's group normalisation) against a "
+                "trained reward model: k responses per prompt, no value model")
+    _train_rloo_options(p)
+
+    p = command("train-dpo", cmd_train_dpo,
+                "tune a LoRA policy with DPO straight from the judgments (no reward model)")
+    _train_dpo_options(p)
+
     p = command("export-model", cmd_export_model,
-                "export a PPO run's policy: the LoRA adapter, or --merged into a full model")
+                "export a policy run's policy (PPO, RLOO or DPO): the LoRA adapter, or --merged "
+                "into a full model")
     p.add_argument("run_id", type=int, metavar="RUN_ID")
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.add_argument("--merged", action="store_true",
@@ -738,6 +814,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, add_options in (("generate", _generate_options),
                               ("train-reward", _train_reward_options),
                               ("train-ppo", _train_ppo_options),
+                              ("train-rloo", _train_rloo_options),
+                              ("train-dpo", _train_dpo_options),
                               ("evaluate", _evaluate_options)):
         job = jobs.add_parser(name, help=f"the memory plan of {name}",
                               description=f"The memory plan of `rlhf-desk {name}` with these "

@@ -26,7 +26,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
             config = _config_from_args(CONFIGS[command], args)
             model = args.model
         reward_rank = None
-        if command == "train-ppo" and args.reward is not None:
+        if command in ("train-ppo", "train-rloo") and args.reward is not None:
             reward_rank = _lora_rank(store, args.reward, RunKind.REWARD, CliError)
         if command == "evaluate":
             model = model or _evaluated_base(store, args, CliError)
@@ -37,7 +37,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         job = Job(command, model, config, device=getattr(args, "device", "auto"),
                   dtype=getattr(args, "dtype", "auto"),
                   quantize=getattr(args, "quantize", "none") or "none",
-                  prompt_tokens=prompt_tokens(store), pair_tokens=pair_tokens(store),
+                  prompt_tokens=prompt_tokens(store, model),
+                  pair_tokens=pair_tokens(store, model),
                   reward_rank=reward_rank)
     return plan_job(job)
 

@@ -6,8 +6,9 @@ seen without a screen:
     QT_QPA_PLATFORM=offscreen python docs/make_page_shots.py [OUT_DIR]
 
 Writes OUT_DIR/PAGE-WIDTHxHEIGHT.png (default docs/screens/), e.g. docs/screens/judge-1024x600.png,
-and runs-generate-1280x800.png: the Runs page charting a generate run recorded the old way
-(every batch at step 0), which is drawn against time.
+policy-dpo-WIDTHxHEIGHT.png (the Policy page's DPO tab), and runs-generate-1280x800.png: the
+Runs page charting a generate run recorded the old way (every batch at step 0), which is drawn
+against time.
 ``tests/gui/test_page_sizes.py`` checks the same pages at the same sizes for what can be
 checked without looking.
 """
@@ -25,7 +26,8 @@ os.environ.setdefault("QT_SCALE_FACTOR", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [(1024, 600), (1280, 800)]
-PAGES = ["Judge", "Prompts", "Models", "Reward model", "PPO", "Evaluate", "Playground", "Runs"]
+PAGES = ["Judge", "Prompts", "Models", "Reward model", "Policy", "Evaluate", "Playground",
+         "Runs"]
 
 
 def slug(name: str) -> str:
@@ -62,6 +64,35 @@ def fill_ppo_page(window, store) -> None:
                  "KL 2.713. Policy saved to runs/0003-ppo/policy")
 
 
+def fill_dpo_page(window) -> None:
+    """The DPO tab as after a run: curves shaped like a real run's (loss from log 2 down,
+    accuracy and margin up, chosen reward up and rejected down)."""
+    import math
+
+    page = window.dpo_page
+    for step in range(1, 41):
+        t = step / 40
+        wobble = 0.03 * math.sin(step * 1.7)
+        for prefix, lag in (("train", 0.0), ("eval", 0.05)):
+            if prefix == "eval" and step % 10:
+                continue
+            page.charts.add_point(f"{prefix}/loss", step, 0.69 * math.exp(-2 * t) + 0.1 + lag)
+            page.charts.add_point(f"{prefix}/rewards/accuracies", step,
+                                  min(1.0, 0.5 + 0.45 * t + wobble - lag))
+            page.charts.add_point(f"{prefix}/rewards/margins", step, 2.2 * t + wobble - lag)
+        page.charts.add_point("train/rewards/chosen", step, 0.8 * t + wobble)
+        page.charts.add_point("train/rewards/rejected", step, -1.4 * t - wobble)
+        page.charts.add_point("train/logps/chosen", step, -42 + 8 * t + wobble)
+        page.charts.add_point("train/logps/rejected", step, -45 - 14 * t - wobble)
+        page.charts.add_point("train/lr", step, 5e-5 * (0.5 + 0.5 * math.cos(math.pi * t)))
+    page.charts.redraw_all()
+    page.run.progress.setRange(0, 40)
+    page.run.progress.setValue(40)
+    page.run.progress.setFormat("step %v / %m")
+    page.run.say("Run #9 finished in 1:12: implicit reward: validation accuracy 92% on 24 "
+                 "pairs (95% CI 74%–98%), margin +2.114. Policy saved to runs/0009-dpo/policy")
+
+
 def main() -> int:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "screens"
     sys.path.insert(0, str(ROOT / "tests"))
@@ -81,6 +112,7 @@ def main() -> int:
     window.show()
     settle(app)
     fill_ppo_page(window, store)
+    fill_dpo_page(window)
     window.runs_page.select_runs([runs["ppo"], runs["failed"]])   # an overlay of two runs
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -96,6 +128,13 @@ def main() -> int:
             if window.width() != width or window.height() != height:
                 print(f"{target.name}: the window is {window.width()}×{window.height()}, "
                       f"not {width}×{height}", file=sys.stderr)
+        window.show_page("Policy")
+        window.policy_page.show_method("DPO")
+        settle(app, 1.0)
+        target = out / f"policy-dpo-{width}x{height}.png"
+        window.grab().toImage().save(str(target), "PNG", 0)
+        written.append(target)
+        window.policy_page.show_method("PPO")
     window.show_page("Runs")
     window.runs_page.select_runs([runs["gen_old"]])
     settle(app, 1.0)

@@ -148,9 +148,10 @@ def form_fields(config: Any) -> list:
     return [f for f in every if f.name not in common] + [f for f in every if f.name in common]
 
 
-def shared(name: str, default: Any) -> Any:
-    """``TrainingConfig``'s field ``name`` (its help, label and range) with another default."""
-    base = TrainingConfig.__dataclass_fields__[name]
+def shared(name: str, default: Any, of: type = None) -> Any:
+    """Field ``name`` of ``of`` (``TrainingConfig`` unless said; its help, label and range)
+    with another default: one definition for a setting two methods share."""
+    base = (of or TrainingConfig).__dataclass_fields__[name]
     return field(default=default, metadata=base.metadata)
 
 
@@ -264,6 +265,98 @@ class PPOConfig(TrainingConfig):
         if self.mini_batch_size % self.grad_accum:
             raise ConfigError(f"mini_batch_size = {self.mini_batch_size} is not a multiple of "
                              f"grad_accum = {self.grad_accum}")
+
+
+@dataclass
+class RLOOConfig(TrainingConfig):
+    """RLOO (Ahmadian et al., 2024) against a reward model: k responses per prompt, each
+    judged against the mean of the other k - 1 (or, as GRPO does, normalised within its
+    group); a clipped policy-ratio update with no value model. PPO's names where they apply."""
+
+    steps: int = shared("steps", 200, PPOConfig)
+    k: int = opt(4, "Responses sampled per prompt; each is compared with the others of its "
+                    "prompt.", minimum=2, maximum=64, step=1, label="Responses per prompt")
+    advantage: str = opt("rloo", "rloo: each response's reward minus the mean of the other "
+                                 "k - 1 (leave-one-out). grpo: normalised within its group "
+                                 "(minus the mean, divided by the standard deviation).",
+                         choices=("rloo", "grpo"))
+    whiten_advantages: bool = opt(True, "Scale the advantages to unit variance over the batch "
+                                        "(their signs within each prompt's group are kept): "
+                                        "the update's size then does not depend on how far "
+                                        "apart the reward model's scores are.")
+    batch_size: int = opt(16, "Responses sampled per step (batch size / k prompts), so a step "
+                              "costs about what a PPO step of the same batch size costs.",
+                          minimum=2, maximum=4096, step=1)
+    mini_batch_size: int = shared("mini_batch_size", 4, PPOConfig)
+    ppo_epochs: int = opt(2, "Passes over each batch of responses.", minimum=1, maximum=100,
+                          step=1, label="Update epochs")
+    kl_coef: float = shared("kl_coef", 0.05, PPOConfig)
+    kl_estimator: str = shared("kl_estimator", "k1", PPOConfig)
+    target_kl: float = shared("target_kl", 0.0, PPOConfig)
+    kl_horizon: int = shared("kl_horizon", 10000, PPOConfig)
+    max_kl: float = shared("max_kl", 50.0, PPOConfig)
+    cliprange: float = shared("cliprange", 0.2, PPOConfig)
+    score_clip: float = shared("score_clip", 0.0, PPOConfig)
+    missing_eos_penalty: float = shared("missing_eos_penalty", 1.0, PPOConfig)
+    max_new_tokens: int = shared("max_new_tokens", 64, PPOConfig)
+    temperature: float = shared("temperature", 1.0, PPOConfig)
+    top_p: float = shared("top_p", 1.0, PPOConfig)
+    top_k: int = shared("top_k", 0, PPOConfig)
+    prompts: str = shared("prompts", "all", PPOConfig)
+    init_policy: str = shared("init_policy", "", PPOConfig)
+    prompt_file: str = shared("prompt_file", "", PPOConfig)
+    sample_every: int = shared("sample_every", 10, PPOConfig)
+
+    def validate(self) -> None:
+        validate_fields(self)
+        if self.batch_size % self.k:
+            raise ConfigError(f"batch_size = {self.batch_size} is not a multiple of k = "
+                              f"{self.k} (responses per prompt)")
+        if self.mini_batch_size > self.batch_size:
+            raise ConfigError(f"mini_batch_size = {self.mini_batch_size} is larger than "
+                             f"batch_size = {self.batch_size}")
+        if self.mini_batch_size % self.grad_accum:
+            raise ConfigError(f"mini_batch_size = {self.mini_batch_size} is not a multiple of "
+                             f"grad_accum = {self.grad_accum}")
+
+
+@dataclass
+class DPOConfig(TrainingConfig):
+    """DPO (Rafailov et al., 2023): the policy trained straight on the judged pairs, against a
+    frozen reference (the starting policy); no reward model and no sampling. Sigmoid loss,
+    IPO, and label smoothing (conservative DPO); TRL's names for what it reports."""
+
+    lr: float = shared("lr", 5e-5)
+    checkpoint_every: int = shared("checkpoint_every", 100)
+    epochs: float = shared("epochs", 2.0, RewardConfig)
+    beta: float = opt(0.1, "How strongly the policy is held near the reference (DPO's beta): "
+                           "higher stays closer to where it started; lower follows the "
+                           "judgments further.", minimum=0.001, maximum=10.0, step=0.01,
+                      label="Beta")
+    loss: str = opt("sigmoid", "sigmoid: DPO's loss. ipo: IPO's squared loss on per-token "
+                               "average log-probabilities (Azar et al.), which stops pushing "
+                               "once a pair is clearly separated.", choices=("sigmoid", "ipo"),
+                    label="Loss")
+    label_smoothing: float = opt(0.0, "Conservative DPO: the share of judgments assumed to be "
+                                      "wrong (0 = trust every judgment). Sigmoid loss only.",
+                                 minimum=0.0, maximum=0.49, step=0.05)
+    batch_size: int = shared("batch_size", 8, RewardConfig)
+    max_length: int = shared("max_length", 512, RewardConfig)
+    warmup_ratio: float = shared("warmup_ratio", 0.1, RewardConfig)
+    scheduler: str = shared("scheduler", "cosine", RewardConfig)
+    val_fraction: float = shared("val_fraction", 0.1, RewardConfig)
+    eval_every: int = shared("eval_every", 50, RewardConfig)
+    log_every: int = shared("log_every", 5, RewardConfig)
+    min_pairs: int = shared("min_pairs", 16, RewardConfig)
+    init_policy: str = opt("", "Start from this policy adapter (an earlier PPO, RLOO or DPO "
+                               "run's policy/ folder) instead of the base model; a frozen copy "
+                               "of it is then the reference.", label="Start from policy")
+
+    def validate(self) -> None:
+        validate_fields(self)
+        if self.loss == "ipo" and self.label_smoothing:
+            raise ConfigError(f"label_smoothing = {self.label_smoothing} applies to the sigmoid "
+                              "loss only, not to ipo")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The main window: a sidebar of pages (Judge, Prompts, Models, Reward model) and a status bar.
+"""The main window: a sidebar of pages (Judge, Prompts, Models, Reward model, Policy, ...) and a
+status bar.
 
 The window builds the pages and wires them together; it never reads a page's state or calls
 into its parts. Pages say what happened through their signals; the window answers through its
@@ -32,7 +33,7 @@ from desktop_app.gui.models_page import ModelsPage
 from desktop_app.gui.playground_page import PlaygroundPage
 from desktop_app.gui.prompts_page import PromptsPage
 from desktop_app.gui.runs.page import RunsPage
-from desktop_app.gui.training.ppo_page import PPOPage
+from desktop_app.gui.training.policy_page import PolicyPage
 from desktop_app.gui.training.reward_page import RewardPage
 
 
@@ -61,7 +62,9 @@ class MainWindow(QMainWindow):
         self.prompts_page = PromptsPage(store)
         self.models_page = ModelsPage(workspace)
         self.reward_page = RewardPage(workspace, store)
-        self.ppo_page = PPOPage(workspace, store)
+        self.policy_page = PolicyPage(workspace, store)
+        self.ppo_page = self.policy_page.ppo
+        self.rloo_page, self.dpo_page = self.policy_page.rloo, self.policy_page.dpo
         self.evaluate_page = EvaluatePage(workspace, store)
         self.playground_page = PlaygroundPage(workspace, store)
         self.runs_page = RunsPage(workspace, store)
@@ -71,7 +74,7 @@ class MainWindow(QMainWindow):
         self.sidebar.setFixedWidth(150)
         for name, page in (("Judge", self.judge_page), ("Prompts", self.prompts_page),
                            ("Models", self.models_page), ("Reward model", self.reward_page),
-                           ("PPO", self.ppo_page), ("Evaluate", self.evaluate_page),
+                           ("Policy", self.policy_page), ("Evaluate", self.evaluate_page),
                            ("Playground", self.playground_page), ("Runs", self.runs_page)):
             self.sidebar.addItem(name)
             self.pages.addWidget(page)
@@ -99,15 +102,15 @@ class MainWindow(QMainWindow):
             lambda _: self.model_status.setText("No model loaded (see the Models page)"))
         self.prompts_page.prompts_changed.connect(self.judge_page.prompts_changed)
         self.judge_page.judged.connect(self.prompts_page.mark_stale)
-        for page in (self.reward_page, self.ppo_page, self.evaluate_page):
+        for page in (self.reward_page, self.policy_page, self.evaluate_page):
             page.training_started.connect(self._on_training_started)
             page.training_finished.connect(self._on_training_finished)
-        self.ppo_page.policy_ready.connect(self._load_policy)
+        self.policy_page.policy_ready.connect(self._load_policy)
         self.evaluate_page.next_round_requested.connect(self._load_policy)
         self.evaluate_page.prompts_changed.connect(self.prompts_page.reload)
         # What the window tells them.
         self.model_loaded.connect(self.judge_page.set_model)
-        for page in (self.reward_page, self.ppo_page, self.evaluate_page,
+        for page in (self.reward_page, self.policy_page, self.evaluate_page,
                      self.playground_page):
             self.base_model_changed.connect(page.set_base_model)
         # Room for training: generation waits (its weights in main memory on a GPU), and the
@@ -117,8 +120,8 @@ class MainWindow(QMainWindow):
         self.training_began.connect(self.reward_page.free_gpu_memory)
         self.training_ended.connect(self.judge_page.resume_after_training)
         self.policy_requested.connect(self.models_page.load_policy)
-        for page in (self.reward_page, self.ppo_page, self.evaluate_page, self.playground_page,
-                     self.judge_page, self.models_page):
+        for page in (self.reward_page, self.policy_page, self.evaluate_page,
+                     self.playground_page, self.judge_page, self.models_page):
             self.closing.connect(page.shutdown)
         self._training = 0  # training jobs running (reward, PPO, evaluation)
         self.sidebar.setCurrentRow(0)

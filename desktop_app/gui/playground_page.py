@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.config import SamplingConfig
 from desktop_app.core.data.store import Store
-from desktop_app.core.runs.record import Run, RunKind
+from desktop_app.core.runs.record import POLICY_KINDS, Run, RunKind
 from desktop_app.core.workspace import Workspace
 from desktop_app.gui.jobs import Job
 from desktop_app.gui.widgets.config_form import ConfigForm
@@ -60,7 +60,9 @@ QPushButton#runButton:hover { background: #d2e3fc; }
 
 
 def _reward_run_id(policy: Run) -> int | None:
-    """The reward-model run a PPO run was tuned against."""
+    """The reward-model run a PPO or RLOO run was tuned against (a DPO run has none)."""
+    if policy.kind not in (RunKind.PPO, RunKind.RLOO):
+        return None
     return policy.parent_run_id or policy.config.get("reward_run_id")
 
 
@@ -258,10 +260,8 @@ class PlaygroundPage(QWidget):
         for box in (self.policy_box, self.reward_box):
             box.blockSignals(True)
             box.clear()
-        for run in reversed(self.store.finished_runs(RunKind.PPO)):
-            parent = _reward_run_id(run)
-            self.policy_box.addItem(f"PPO run {run.id}"
-                                    + (f" (reward run {parent})" if parent else ""), run.id)
+        for run in reversed(self.store.finished_runs(POLICY_KINDS)):
+            self.policy_box.addItem(run.policy_label, run.id)
         for run in reversed(self.store.finished_runs(RunKind.REWARD)):
             acc = self.store.final_metrics(run.id).get("eval/accuracy")
             self.reward_box.addItem(f"Reward run {run.id}"

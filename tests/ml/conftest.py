@@ -122,3 +122,11 @@ def make_policy_adapter(base: Path, folder: Path, scale: float = 0.5) -> Path:
 @pytest.fixture(scope="session")
 def gpt2_policy_dir(models_dir, gpt2_dir) -> Path:
     return make_policy_adapter(gpt2_dir, models_dir / "tiny-gpt2-policy")
+
+
+@pytest.fixture(scope="session")
+def marker_task(tmp_path_factory):
+    """The synthetic RLHF task of tests/ml/marker_task.py (seed 0): base model, judged pairs
+    and a trained reward model, built once for the PPO and RLOO tests (about 40 s)."""
+    from marker_task import build_task
+    return build_task(tmp_path_factory.mktemp("marker-task"), seed=0)

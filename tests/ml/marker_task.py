@@ -17,15 +17,23 @@ from pathlib import Path
 
 import torch
 
-from desktop_app.core.config import PPOConfig, RewardConfig, SamplingConfig
+from desktop_app.core.config import (
+    DPOConfig,
+    PPOConfig,
+    RewardConfig,
+    RLOOConfig,
+    SamplingConfig,
+)
 from desktop_app.core.data.store import GenerationIn, Store
 from desktop_app.core.workspace import Workspace
+from desktop_app.ml.dpo.train import train_dpo
 from desktop_app.ml.generation.sampling import PromptInput, sample_batch
 from desktop_app.ml.models.loader import load_model
 from desktop_app.ml.models.tiny import build_tiny_model, train_causal_lm, train_tokenizer
 from desktop_app.ml.ppo.train import train_ppo
 from desktop_app.ml.reward.model import RewardScorer
 from desktop_app.ml.reward.train import train_reward_model
+from desktop_app.ml.rloo.train import train_rloo
 
 WORDS = "the cat sat on mat and looked at rain a dog ran in park red ball".split()
 MARK = "cat"
@@ -37,14 +45,25 @@ REWARD = dict(epochs=4.0, lr=1e-2, batch_size=8, lora_r=8, lora_alpha=16, max_le
 PPO = dict(steps=40, batch_size=32, mini_batch_size=8, ppo_epochs=4, lr=2e-3, max_new_tokens=10,
            kl_coef=0.05, lora_r=8, lora_alpha=16, sample_every=10, score_clip=3.0,
            missing_eos_penalty=0.0, checkpoint_every=1000, max_kl=200.0)
+# RLOO: the same 32 rollouts a step as PPO (8 prompts x k = 4), no value model, 2 update
+# epochs over them.
+RLOO = dict(steps=40, batch_size=32, k=4, mini_batch_size=8, ppo_epochs=2, lr=2e-3,
+            max_new_tokens=10, kl_coef=0.05, lora_r=8, lora_alpha=16, sample_every=10,
+            score_clip=3.0, missing_eos_penalty=0.0, checkpoint_every=1000, max_kl=200.0)
+# DPO learns straight from the judged pairs (no reward model, no sampling): 4 epochs over the
+# ~96 training pairs, 48 steps in a few seconds.
+DPO = dict(epochs=4.0, lr=5e-3, batch_size=8, lora_r=8, lora_alpha=16, max_length=64, beta=0.1,
+           eval_every=10, log_every=5, val_fraction=0.2, warmup_ratio=0.1, min_pairs=16,
+           checkpoint_every=1000)
 SAMPLING = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=10)
 # Prompts the policies are compared on: never trained on (the workspace's are "Question i").
 EVAL_PROMPTS = [f"Query {i}: tell me about the {w}" for i, w in
                 enumerate(w for w in WORDS * 8 if w != MARK)][:64]
 
 
-def build_task(root: Path, seed: int = 0) -> dict:
-    """The base model, a workspace of judged pairs and a trained reward model."""
+def build_task(root: Path, seed: int = 0, reward: bool = True) -> dict:
+    """The base model, a workspace of judged pairs and (unless ``reward`` is False: DPO needs
+    none) a trained reward model."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     corpus = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 6))) for _ in range(400)]
@@ -78,14 +97,35 @@ def build_task(root: Path, seed: int = 0) -> dict:
                  if MARK not in b.text]
         for cid in store.add_pairs(pairs, rng=random.Random(seed)):
             store.judge(cid, "a")
-    reward = train_reward_model(ws, RewardConfig(**REWARD, seed=seed), base_model=str(base))
-    return {"ws": ws, "base": base, "reward": reward, "seed": seed}
+    if reward:
+        reward = train_reward_model(ws, RewardConfig(**REWARD, seed=seed), base_model=str(base))
+    return {"ws": ws, "base": base, "reward": reward or None, "seed": seed}
 
 
 def run_ppo(task: dict, emit=None, **overrides):
     cfg = PPOConfig(**(PPO | {"seed": task["seed"]} | overrides))
     return train_ppo(task["ws"], cfg, base_model=str(task["base"]),
                      reward_run_id=task["reward"].run_id, emit=emit or (lambda e: None))
+
+
+def run_rloo(task: dict, emit=None, **overrides):
+    cfg = RLOOConfig(**(RLOO | {"seed": task["seed"]} | overrides))
+    return train_rloo(task["ws"], cfg, base_model=str(task["base"]),
+                      reward_run_id=task["reward"].run_id, emit=emit or (lambda e: None))
+
+
+def run_dpo(task: dict, emit=None, **overrides):
+    cfg = DPOConfig(**(DPO | {"seed": task["seed"]} | overrides))
+    return train_dpo(task["ws"], cfg, base_model=str(task["base"]),
+                     emit=emit or (lambda e: None))
+
+
+def marker_rates(task: dict, adapter: str) -> dict:
+    """How often the base and the tuned policy say the marker on the evaluation prompts (the
+    same sampling seed for both)."""
+    return {f"{name}_rate": sum(MARK in t for t in texts) / len(texts)
+            for name, texts in (("base", policy_responses(task["base"], None)),
+                                ("tuned", policy_responses(task["base"], adapter)))}
 
 
 def policy_responses(base: Path, adapter: str | None, n: int = len(EVAL_PROMPTS)) -> list[str]:

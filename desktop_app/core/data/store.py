@@ -829,12 +829,14 @@ class Store:
                           "AND rowid > ? ORDER BY rowid", [run_id, after])
         return rows, (rows[-1]["rowid"] if rows else after)
 
-    def finished_runs(self, kind: RunKind) -> list[Run]:
-        """Completed runs of ``kind`` that recorded their artifact (a reward model, a policy),
-        oldest first: the runs to offer where a later step builds on one. Whether the artifact
-        is still on disk is checked when one is used (``Run.require_artifact``)."""
+    def finished_runs(self, kind: RunKind | tuple[RunKind, ...]) -> list[Run]:
+        """Completed runs of ``kind`` (or of any of several kinds, e.g. ``POLICY_KINDS``) that
+        recorded their artifact (a reward model, a policy), oldest first: the runs to offer
+        where a later step builds on one. Whether the artifact is still on disk is checked
+        when one is used (``Run.require_artifact``)."""
+        kinds = kind if isinstance(kind, tuple) else (kind,)
         return [r for r in self.list_runs()
-                if r.kind == kind and r.status == RunStatus.COMPLETED and r.artifact]
+                if r.kind in kinds and r.status == RunStatus.COMPLETED and r.artifact]
 
     def add_metrics(self, run_id: int, points: Iterable[tuple[int, str, float]]) -> None:
         stamp = time.time()

@@ -1,10 +1,10 @@
 """The model card (``README.md``) written into an exported policy folder.
 
 Hugging Face model-card style: YAML front matter (``base_model``, ``library_name``, ``tags``)
-then Markdown saying where the model came from: the base model, how many judgments the reward
-model was trained on, the reward and PPO runs with their settings and final metrics, the date
-and the RLHF Desk version. Plain Python (no torch, no Qt): the facts come from the store and
-the run folders, so the card can be rendered and tested without a model.
+then Markdown saying where the model came from: the base model, how many judgments trained it
+(the reward model's for PPO, the policy's own for DPO), the runs with their settings and final
+metrics, the date and the RLHF Desk version. Plain Python (no torch, no Qt): the facts come
+from the store and the run folders, so the card can be rendered and tested without a model.
 """
 
 from __future__ import annotations
@@ -21,13 +21,23 @@ from desktop_app.core.runs.record import Run, RunKind, RunStatus
 from desktop_app.core.wording import count
 
 CARD_NAME = "README.md"
-TAGS = ("rlhf", "ppo", "lora", "rlhf-desk")
+TAGS = ("rlhf", "lora", "rlhf-desk")   # and the method's own: "ppo" or "dpo"
+# What each policy method is, in a sentence of the card.
+METHODS = {RunKind.PPO: "LoRA policy, per-token KL penalty to the reference, GAE, clipped "
+                        "policy and value losses",
+           RunKind.RLOO: "LoRA policy, k responses per prompt, each against the others of its "
+                         "prompt (no value model), KL penalty to the reference, clipped "
+                         "policy loss",
+           RunKind.DPO: "LoRA policy trained straight on the judged pairs against a frozen "
+                        "reference (no reward model, no sampling)"}
 
 # Shown first, in this order, when a run has them; other metrics follow alphabetically. Timings
 # and memory say how the machine did, not what the model learned: left out.
 METRIC_ORDER = (
     "eval/accuracy", "eval/loss", "eval/margin", "eval/reward_mean", "eval/reward_std",
     "train/accuracy", "train/loss", "train/margin",
+    "eval/rewards/accuracies", "eval/rewards/margins", "eval/rewards/chosen",
+    "eval/rewards/rejected", "train/rewards/accuracies", "train/rewards/margins",
     "objective/scores", "objective/raw_scores", "objective/kl", "objective/rlhf_reward",
     "objective/non_score_reward", "objective/entropy", "objective/kl_coef", "policy/approxkl",
     "policy/clipfrac", "loss/policy", "loss/value", "val/ratio", "val/clipfrac",
@@ -65,9 +75,9 @@ class CardFacts:
 
     base_model: str
     merged: bool
-    ppo: RunFacts
-    reward: RunFacts | None = None
-    train_pairs: int | None = None      # reward model's training split (split.json)
+    ppo: RunFacts                       # the policy run (PPO or DPO)
+    reward: RunFacts | None = None      # PPO's reward run
+    train_pairs: int | None = None      # the pairs that trained it (split.json)
     val_pairs: int | None = None
     judged: int | None = None           # judgments in the workspace when exported
     by_choice: dict[str, int] = field(default_factory=dict)
@@ -78,18 +88,23 @@ class CardFacts:
 
 def collect_card_facts(workspace, store: Store, ppo_run_id: int, *, merged: bool,
                        name: str = "") -> CardFacts:
-    """The facts for PPO run ``ppo_run_id``: its parent run is the reward run it trained
-    against; the reward run folder's ``split.json`` says how many pairs it trained on."""
+    """The facts for policy run ``ppo_run_id``. A PPO run's parent is the reward run it
+    trained against, whose ``split.json`` says how many pairs the feedback came from; a DPO
+    run trained on the pairs of its own ``split.json``."""
     run = store.get_run(ppo_run_id)
     if run is None:
         raise ValueError(f"There is no run {ppo_run_id}.")
     ppo = RunFacts.of(store, run)
-    reward_id = run.parent_run_id or run.config.get("reward_run_id")
-    reward_run = store.get_run(int(reward_id)) if reward_id is not None else None
-    reward = RunFacts.of(store, reward_run) if reward_run is not None else None
+    reward = reward_run = None
+    against_reward = run.kind in (RunKind.PPO, RunKind.RLOO)
+    if against_reward:
+        reward_id = run.parent_run_id or run.config.get("reward_run_id")
+        reward_run = store.get_run(int(reward_id)) if reward_id is not None else None
+        reward = RunFacts.of(store, reward_run) if reward_run is not None else None
+    trained_by = reward_run if against_reward else run
     train_pairs = val_pairs = None
-    if reward_run is not None:
-        split = _read_json(_reward_run_dir(workspace, reward_run) / "split.json")
+    if trained_by is not None:
+        split = _read_json(_run_dir(workspace, trained_by) / "split.json")
         if isinstance(split, dict):
             train_pairs = len(split.get("train") or [])
             val_pairs = len(split.get("val") or [])
@@ -124,15 +139,21 @@ def render_model_card(facts: CardFacts) -> str:
     library = "transformers" if facts.merged else "peft"
     lines = ["---", f"base_model: {_yaml_str(base_name)}", f"library_name: {library}",
              "pipeline_tag: text-generation", "tags:"]
-    lines += [f"- {tag}" for tag in TAGS]
-    lines += ["---", "", f"# {facts.name or f'RLHF Desk policy (PPO run {facts.ppo.run_id})'}", ""]
+    method = facts.ppo.kind.noun  # "PPO", "DPO"
+    tags = [*TAGS[:1], method.lower(), *TAGS[1:]]
+    lines += [f"- {tag}" for tag in tags]
+    lines += ["---", "",
+              f"# {facts.name or f'RLHF Desk policy ({method} run {facts.ppo.run_id})'}", ""]
 
     what = ("the LoRA policy merged into the base weights: a full model folder"
             if facts.merged else "a LoRA adapter (PEFT) for the base model")
     trained_on = (f" trained on {facts.train_pairs} human preference pairs"
                   if facts.train_pairs is not None else "")
-    lines += [(f"`{base_name}` tuned with PPO (LoRA) against a reward model{trained_on}, "
-               f"made with RLHF Desk {facts.version}. This folder holds {what}."), ""]
+    against_reward = facts.ppo.kind in (RunKind.PPO, RunKind.RLOO)
+    how = (f"with {method} (LoRA) against a reward model" if against_reward
+           else f"with {method} (LoRA) straight from the judgments")
+    lines += [(f"`{base_name}` tuned {how}{trained_on}, made with RLHF Desk {facts.version}. "
+               f"This folder holds {what}."), ""]
 
     lines += ["## Use it", "", "```python"]
     if facts.merged:
@@ -153,13 +174,19 @@ def render_model_card(facts: CardFacts) -> str:
     lines += ["## Base model", "", f"- name: `{base_name}`", f"- path: `{base}`"]
     init = facts.ppo.config.get("init_policy")
     if init:
-        lines.append(f"- PPO started from the policy adapter `{init}`")
+        lines.append(f"- {method} started from the policy adapter `{init}`")
     lines.append("")
 
     lines += ["## Human feedback", ""]
     if facts.train_pairs is not None:
-        lines.append(f"- reward model trained on {facts.train_pairs} judged pairs, validated on "
+        which = "reward model" if against_reward else method
+        lines.append(f"- {which} trained on {facts.train_pairs} judged pairs, validated on "
                      f"{facts.val_pairs} (split by prompt)")
+    left_out = [f"{facts.ppo.config[k]} {label}" for k, label in
+                (("ties_left_out", "ties"), ("both_bad_left_out", "both-bad"))
+                if facts.ppo.config.get(k)]
+    if left_out:
+        lines.append(f"- left out (no winner): {', '.join(left_out)}")
     if facts.judged is not None:
         lines.append(f"- judgments in the workspace at export: {facts.judged}"
                      + _choices(facts.by_choice))
@@ -168,11 +195,10 @@ def render_model_card(facts: CardFacts) -> str:
     if facts.reward is not None:
         lines += _run_section("Reward model", facts.reward,
                               "LoRA + scalar head, Bradley-Terry loss")
-    else:
+    elif against_reward:
         lines += ["## Reward model", "",
                   "The reward run of this policy is no longer in the workspace.", ""]
-    lines += _run_section("PPO", facts.ppo, "LoRA policy, per-token KL penalty to the "
-                          "reference, GAE, clipped policy and value losses")
+    lines += _run_section(method, facts.ppo, METHODS.get(facts.ppo.kind, method))
 
     lines += ["## Provenance", "", f"- exported: {facts.exported_at}",
               f"- RLHF Desk version: {facts.version}", ""]
@@ -253,7 +279,7 @@ def _read_json(path: Path):
         return None
 
 
-def _reward_run_dir(workspace, run: Run) -> Path:
+def _run_dir(workspace, run: Run) -> Path:
     if run.artifact:
         return Path(run.artifact).parent
     return run.folder(workspace.runs_dir)

@@ -23,11 +23,19 @@ class RunKind(StrEnum):
     GENERATE = "generate"
     REWARD = "reward"
     PPO = "ppo"
+    RLOO = "rloo"
+    DPO = "dpo"
     EVAL = "eval"
 
     @property
     def noun(self) -> str:
         return _TITLES[self]
+
+    @property
+    def trains_policy(self) -> bool:
+        """Its artifact is a policy adapter (policy/): evaluated, chatted with, exported and
+        used for the next round's pairs alike, whichever method trained it."""
+        return self in POLICY_KINDS
 
     @property
     def capitalized(self) -> str:
@@ -37,7 +45,10 @@ class RunKind(StrEnum):
 
 
 _TITLES = {RunKind.GENERATE: "generate", RunKind.REWARD: "reward-model",
-           RunKind.PPO: "PPO", RunKind.EVAL: "evaluation"}
+           RunKind.PPO: "PPO", RunKind.RLOO: "RLOO", RunKind.DPO: "DPO",
+           RunKind.EVAL: "evaluation"}
+# The methods whose result is a policy, in the order the app offers them.
+POLICY_KINDS = (RunKind.PPO, RunKind.RLOO, RunKind.DPO)
 
 
 class RunStatus(StrEnum):
@@ -62,6 +73,15 @@ def run_folder_prefix(run_id: int) -> str:
 def run_dir(runs_dir: str | os.PathLike, run_id: int, kind: str) -> Path:
     """The folder of run ``run_id`` of ``kind``: ``runs/0012-ppo``. The one place that names it."""
     return Path(runs_dir) / f"{run_folder_prefix(run_id)}{kind}"
+
+
+def kinds_noun(kinds: tuple[RunKind, ...]) -> str:
+    """'reward-model'; 'policy (PPO, RLOO or DPO)' for the policy kinds."""
+    if len(kinds) == 1:
+        return kinds[0].noun
+    names = [k.noun for k in kinds]
+    return f"policy ({', '.join(names[:-1])} or {names[-1]})" if set(kinds) == set(
+        POLICY_KINDS) else " or ".join(names)
 
 
 class UnusableRun(UserError):
@@ -111,6 +131,14 @@ class Run:
         """'PPO run 7', 'reward-model run 3': how messages name a run."""
         return f"{self.kind.noun} run {self.id}"
 
+    @property
+    def policy_label(self) -> str:
+        """How lists of policies name a policy run: 'PPO run 7 (reward run 3)', 'RLOO run 8
+        (reward run 3)', 'DPO run 9' (DPO learns from the judgments: no reward model)."""
+        if self.kind in (RunKind.PPO, RunKind.RLOO) and self.parent_run_id is not None:
+            return f"{self.kind.noun} run {self.id} (reward run {self.parent_run_id})"
+        return f"{self.kind.noun} run {self.id}"
+
     def usable_artifact(self) -> Path | None:
         """The artifact (adapter, policy, results) of a completed run when it is still on disk;
         None otherwise. The one test of "a run later steps can build on"."""
@@ -118,19 +146,22 @@ class Run:
             return None
         path = Path(self.artifact)
         # A reward model and a policy are PEFT adapter folders: usable with their config.
-        whole = path / "adapter_config.json" if self.kind in (RunKind.REWARD, RunKind.PPO) \
-            else path
+        adapter = self.kind == RunKind.REWARD or self.kind.trains_policy
+        whole = path / "adapter_config.json" if adapter else path
         return path if whole.exists() else None
 
-    def require_artifact(self, kind: RunKind, needed_for: str) -> Path:
-        """``usable_artifact`` for a run that must be of ``kind``, or an ``UnusableRun`` that says
-        what is wrong with it and what ``needed_for`` needs."""
-        if self.kind != kind:
+    def require_artifact(self, kind: RunKind | tuple[RunKind, ...], needed_for: str) -> Path:
+        """``usable_artifact`` for a run that must be of ``kind`` (or of one of several kinds,
+        e.g. ``POLICY_KINDS``), or an ``UnusableRun`` that says what is wrong with it and what
+        ``needed_for`` needs."""
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        wanted = kinds_noun(kinds)
+        if self.kind not in kinds:
             raise UnusableRun(f"Run {self.id} is a {self.kind.noun} run; {needed_for} needs a "
-                              f"{kind.noun} run.")
+                              f"{wanted} run.")
         if self.status != RunStatus.COMPLETED:
             raise UnusableRun(f"{self.kind.capitalized} run {self.id} is {self.status}; "
-                              f"{needed_for} needs a completed {kind.noun} run.")
+                              f"{needed_for} needs a completed {wanted} run.")
         path = self.usable_artifact()
         if path is None:
             raise UnusableRun(f"The artifact of {self.label} is missing "

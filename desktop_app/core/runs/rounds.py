@@ -44,8 +44,8 @@ def round_overview(store: Store) -> list[Round]:
     previous = 0
     for number, reward in enumerate(rewards, start=1):
         judgments = store.judgments_until(reward.created_at)
-        ppo_ids = [r.id for r in runs if r.kind == RunKind.PPO and r.status == RunStatus.COMPLETED
-                   and r.parent_run_id == reward.id]
+        ppo_ids = [r.id for r in runs if r.kind in (RunKind.PPO, RunKind.RLOO)
+                   and r.status == RunStatus.COMPLETED and r.parent_run_id == reward.id]
         accuracy = store.final_metrics(reward.id).get("eval/accuracy")
         round_ = Round(number, reward.id, judgments, judgments - previous, accuracy, ppo_ids,
                        None, None, 0, None, None)

@@ -64,12 +64,19 @@ def key_metric(run: Run, final: dict[str, float]) -> tuple[str, float | None]:
                 pairs = get("eval/pairs") if name == "eval/accuracy" else None
                 out_of = f" on {count(pairs, 'pair')}" if pairs else ""
                 return f"{label} {final[name]:.3f}{out_of}", final[name]
-    elif kind == RunKind.PPO:
+    elif kind in (RunKind.PPO, RunKind.RLOO):
         score, kl = get("objective/scores"), get("objective/kl")
         parts = [f"score {score:+.3f}" if score is not None else None,
                  f"KL {kl:.3f}" if kl is not None else None]
         if score is not None or kl is not None:
             return " · ".join(p for p in parts if p), score
+    elif kind == RunKind.DPO:
+        accuracy, margin = get("eval/rewards/accuracies"), get("eval/rewards/margins")
+        if accuracy is not None:
+            pairs = get("eval/pairs")
+            out_of = f" on {count(pairs, 'pair')}" if pairs else ""
+            text = f"val accuracy {accuracy:.3f}{out_of}"
+            return text + (f" · margin {margin:+.2f}" if margin is not None else ""), accuracy
     elif kind == RunKind.EVAL:
         # The person's verdict stays hidden while they judge: a win rate that moves with each
         # judgment would tell them which side was which policy.

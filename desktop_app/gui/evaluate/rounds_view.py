@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.data.store import Store
-from desktop_app.core.runs.record import Run, RunKind, RunStatus
+from desktop_app.core.runs.record import POLICY_KINDS, Run, RunStatus
 from desktop_app.core.runs.rounds import Round, round_overview
 
 COLUMNS = ("Round", "Judgments\nnew / total", "Reward model\naccuracy", "PPO runs",
@@ -114,15 +114,15 @@ class RoundsView(QWidget):
         self.next_button.setEnabled(bool(self.policies()))
 
     def policies(self) -> list[Run]:
-        """Completed PPO runs with a saved policy, newest first."""
-        return self.store.finished_runs(RunKind.PPO)[::-1]
+        """Completed policy runs (PPO, DPO) with a saved policy, newest first."""
+        return self.store.finished_runs(POLICY_KINDS)[::-1]
 
     def request_next_round(self, run_id: int | None = None) -> None:
         """Ask which tuned policy generates the next pairs (newest first), then hand it on."""
         runs = self.policies()
         if not runs:
-            QMessageBox.information(self, "No tuned policy", "Run PPO first: the next round's "
-                                    "pairs come from a tuned policy.")
+            QMessageBox.information(self, "No tuned policy", "Train a policy first (PPO or "
+                                    "DPO): the next round's pairs come from a tuned policy.")
             return
         if run_id is None:
             labels = [f"PPO run {r.id} (reward run {r.parent_run_id})" for r in runs]

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.config import EvalConfig
 from desktop_app.core.data.store import Store
-from desktop_app.core.runs.record import Run, RunKind, RunStatus
+from desktop_app.core.runs.record import POLICY_KINDS, Run, RunKind, RunStatus
 from desktop_app.core.workspace import Workspace
 from desktop_app.gui.prompts_page import FILE_FILTER
 from desktop_app.gui.training.controller import RunController
@@ -40,7 +40,7 @@ from desktop_app.gui.widgets.memory_plan import MemoryPlanLabel
 
 
 def policy_label(run: Run) -> str:
-    return f"PPO run {run.id} (reward run {run.parent_run_id})"
+    return run.policy_label
 
 
 class EvalSetup(QScrollArea):
@@ -160,12 +160,12 @@ class EvalSetup(QScrollArea):
         self.base_model = path
         self.base_label.setText(
             f"Base model: {Path(path).name}" if path else
-            "Base model: none loaded (the PPO runs' own base model is used).")
+            "Base model: none loaded (the policy runs' own base model is used).")
 
     def refresh(self) -> None:
-        """Offer the completed PPO runs as policies and the completed reward runs as judges,
-        keeping what was picked while it is still offered."""
-        ppo = self.store.finished_runs(RunKind.PPO)[::-1]   # newest first
+        """Offer the completed policy runs (PPO, DPO) as policies and the completed reward runs
+        as judges, keeping what was picked while it is still offered."""
+        ppo = self.store.finished_runs(POLICY_KINDS)[::-1]   # newest first
         rewards = self.store.finished_runs(RunKind.REWARD)[::-1]
         for box, default in ((self.a_box, ppo[0].id if ppo else None), (self.b_box, None)):
             current = box.currentData() if box.count() > 1 else default
@@ -279,7 +279,8 @@ class EvalSetup(QScrollArea):
             return None
         reward = self.reward_box.currentData()
         reward_run = self.store.get_run(reward) if reward is not None else None
-        return Job("evaluate", base, self.form.value(), prompt_tokens=prompt_tokens(self.store),
+        return Job("evaluate", base, self.form.value(),
+                   prompt_tokens=prompt_tokens(self.store, base),
                    reward_rank=int(reward_run.config.get("lora_r") or 16) if reward_run
                    else None)
 

@@ -48,6 +48,10 @@ DEFAULT_METRICS = {
     RunKind.REWARD: ["train/loss", "eval/loss", "train/accuracy", "eval/accuracy"],
     RunKind.PPO: ["objective/scores", "objective/kl", "loss/policy", "loss/value",
                   "objective/entropy", "policy/clipfrac"],
+    RunKind.RLOO: ["objective/scores", "objective/kl", "loss/policy",
+                   "objective/group_reward_std", "objective/entropy", "policy/clipfrac"],
+    RunKind.DPO: ["train/loss", "eval/loss", "train/rewards/accuracies",
+                  "eval/rewards/accuracies", "train/rewards/margins", "eval/rewards/margins"],
     RunKind.GENERATE: ["generate/tokens_per_s", "generate/pairs"],
 }
 GROUP_ORDER = ["objective", "eval", "train", "loss", "policy", "val", "response", "generate"]

@@ -13,14 +13,22 @@ import html
 from dataclasses import fields
 from typing import Callable
 
-from desktop_app.core.config import EvalConfig, PPOConfig, RewardConfig, SamplingConfig
+from desktop_app.core.config import (
+    DPOConfig,
+    EvalConfig,
+    PPOConfig,
+    RewardConfig,
+    RLOOConfig,
+    SamplingConfig,
+)
 from desktop_app.core.runs.record import Run, RunKind
 from desktop_app.core.runs.summary import run_seconds
 from desktop_app.gui.runs.table import KIND_LABELS, STATUS_COLOURS, fmt_time, parent_links
 from desktop_app.gui.training.controller import duration
 
-CONFIGS = {RunKind.REWARD: RewardConfig, RunKind.PPO: PPOConfig, RunKind.EVAL: EvalConfig,
-           RunKind.GENERATE: SamplingConfig}
+CONFIGS = {RunKind.REWARD: RewardConfig, RunKind.PPO: PPOConfig, RunKind.RLOO: RLOOConfig,
+           RunKind.DPO: DPOConfig,
+           RunKind.EVAL: EvalConfig, RunKind.GENERATE: SamplingConfig}
 NESTED = {"sampling": SamplingConfig}
 # Settings a job records beside its config's fields.
 EXTRA_LABELS = {"base_model": "Base model", "model": "Model", "adapter": "Tuned policy",

@@ -82,8 +82,9 @@ class RunsPage(QWidget):
         self.kind_filter = QComboBox()
         self.kind_filter.addItem("All kinds", "")
         for kind in RunKind:
-            self.kind_filter.addItem(KIND_LABELS[kind].capitalize()
-                                     if kind != RunKind.PPO else "PPO", str(kind))
+            label = KIND_LABELS[kind]
+            self.kind_filter.addItem(label if label.isupper() else label.capitalize(),
+                                     str(kind))
         self.kind_filter.currentIndexChanged.connect(self._apply_filter)
         self.show_empty = QCheckBox("Show empty failed runs")
         self.show_empty.setToolTip("Also list runs that failed, were cancelled or were "

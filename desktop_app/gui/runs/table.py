@@ -27,7 +27,7 @@ STATUS_COLOURS = {RunStatus.RUNNING: "#2563eb", RunStatus.COMPLETED: "#15803d",
                   RunStatus.FAILED: "#b91c1c", RunStatus.CANCELLED: "#6b7280",
                   RunStatus.JUDGING: "#b45309", RunStatus.INTERRUPTED: "#c2410c"}
 KIND_LABELS = {RunKind.GENERATE: "generate", RunKind.REWARD: "reward model", RunKind.PPO: "PPO",
-               RunKind.EVAL: "evaluation"}
+               RunKind.RLOO: "RLOO", RunKind.DPO: "DPO", RunKind.EVAL: "evaluation"}
 
 
 # -- what a row shows (plain functions, tested without a window) -----------------------------

@@ -1,7 +1,9 @@
-"""PPO: pick a finished reward model, start PPO on the base model, watch it live.
+"""PPO (and RLOO, the same page with its own form and charts): pick a finished reward model,
+start on the base model, watch it live.
 
-``ml.ppo.train.train_ppo`` runs on a Job thread; Metric events feed the charts, Samples events
-the table of recent rollouts, Progress events the progress line with the time split.
+``ml.ppo.train.train_ppo`` (``ml.rloo.train.train_rloo``) runs on a Job thread; Metric events
+feed the charts, Samples events the table of recent rollouts, Progress events the progress line
+with the time split.
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ class PPOPage(QWidget):
     training_started = Signal()    # a PPO run began: background generation pauses
     training_finished = Signal()
     policy_ready = Signal(str, str)   # base model folder, policy adapter folder
+    # What RLOOPage changes.
+    method = "PPO"
+    kind = RunKind.PPO
+    config_type = PPOConfig
+    command = "train-ppo"
+    charts_spec = CHARTS
+
+    @staticmethod
+    def train_fn():
+        from desktop_app.ml.ppo.train import train_ppo
+        return train_ppo
 
     def __init__(self, workspace: Workspace, store: Store, parent: QWidget | None = None):
         super().__init__(parent)
@@ -58,8 +71,8 @@ class PPOPage(QWidget):
         self.reward_box = QComboBox()
         self.base_label = QLabel()
         self.base_label.setWordWrap(True)
-        self.form = ConfigForm(PPOConfig())
-        self.start_button = QPushButton("Start PPO")
+        self.form = ConfigForm(self.config_type())
+        self.start_button = QPushButton(f"Start {self.method}")
         self.start_button.clicked.connect(lambda: self.start())
         self.resume_button = QPushButton("Resume")
         self.resume_button.clicked.connect(self.resume_last)
@@ -69,7 +82,7 @@ class PPOPage(QWidget):
         self.use_button.setToolTip("Load the tuned policy on the Judge page, so your next "
                                    "judgments compare its responses (the next round).")
         self.use_button.clicked.connect(self._use_policy)
-        self.plan_label = MemoryPlanLabel(self._plan_job, "PPO")
+        self.plan_label = MemoryPlanLabel(self._plan_job, self.method)
         self.form.changed.connect(self.plan_label.refresh)
         self.reward_box.currentIndexChanged.connect(self.plan_label.refresh)
         left = settings_column(
@@ -77,10 +90,10 @@ class PPOPage(QWidget):
             [(self.start_button, 2), (self.resume_button, 1), (self.cancel_button, 1)],
             [self.plan_label, self.use_button])
 
-        self.charts = ChartBoard(CHARTS, columns=3)
+        self.charts = ChartBoard(self.charts_spec, columns=3)
         self.run = training_controller(
-            self, "No PPO run yet.", self._completed_text, self._progress_details, self.charts,
-            Checkpoints(store, workspace.runs_dir, RunKind.PPO))
+            self, f"No {self.method} run yet.", self._completed_text, self._progress_details,
+            self.charts, Checkpoints(store, workspace.runs_dir, self.kind))
         self.run.event.connect(self._on_event)
         self.samples = QTableWidget(0, 5)
         self.samples.setHorizontalHeaderLabels(["Step", "Prompt", "Response", "Score", "KL"])
@@ -160,14 +173,14 @@ class PPOPage(QWidget):
         if not self.base_model or reward is None:
             return None
         run = self.store.get_run(reward)
-        return Job("train-ppo", self.base_model, self.form.value(),
-                   prompt_tokens=prompt_tokens(self.store),
+        return Job(self.command, self.base_model, self.form.value(),
+                   prompt_tokens=prompt_tokens(self.store, self.base_model),
                    reward_rank=int(run.config.get("lora_r") or 16) if run else None)
 
     # -- running -----------------------------------------------------------------------------
 
     def start(self, resume_run_id: int | None = None) -> None:
-        from desktop_app.ml.ppo.train import train_ppo
+        train_fn = self.train_fn()
         if self.run.running:
             return
         cfg, base, reward = self.form.value(), self.base_model, self.reward_box.currentData()
@@ -176,15 +189,15 @@ class PPOPage(QWidget):
         workspace = self.workspace
 
         def work(emit, stop):
-            return train_ppo(workspace, cfg, base_model=base, reward_run_id=reward,
-                             resume_run_id=resume_run_id, emit=emit, stop=stop)
+            return train_fn(workspace, cfg, base_model=base, reward_run_id=reward,
+                            resume_run_id=resume_run_id, emit=emit, stop=stop)
 
         self.charts.clear()
         if resume_run_id is not None:
             for point in self.store.metrics(resume_run_id):
                 self.charts.add_point(point["name"], point["step"], point["value"])
         self.samples.setRowCount(0)
-        self.run.launch(work, "train-ppo",
+        self.run.launch(work, self.command,
                         "Loading the base model, the reward model and the adapters…")
 
     def resume_last(self) -> None:

@@ -373,7 +373,7 @@ class RewardPage(QWidget):
         if not self.base_model:
             return None
         return Job("train-reward", self.base_model, self.form.value(),
-                   pair_tokens=pair_tokens(self.store))
+                   pair_tokens=pair_tokens(self.store, self.base_model))
 
     def resume_last(self) -> None:
         run = self.run.resumable_run()

@@ -30,7 +30,7 @@ from desktop_app.core.errors import UserError
 from desktop_app.core.evaluation.results import record_auto_result
 from desktop_app.core.evaluation.win_rate import WinRate, win_rate_from_scores
 from desktop_app.core.events import Cancelled, Emit, Log, Progress, StopToken, ignore
-from desktop_app.core.runs.record import RunKind, RunStatus
+from desktop_app.core.runs.record import POLICY_KINDS, RunKind, RunStatus
 from desktop_app.core.runs.session import RunSession
 from desktop_app.ml.generation.sampling import PromptInput, Sample, derive_seed, sample_batch
 from desktop_app.ml.models.loader import LoadedModel, ModelLoadError, load_model
@@ -94,9 +94,9 @@ def resolve_policy(store: Store, run_id: int | None) -> Policy:
     run = store.get_run(run_id)
     if run is None:
         raise EvaluationError(f"There is no run {run_id}.")
-    adapter = run.require_artifact(RunKind.PPO, "an evaluation")
-    return Policy(run_id, str(adapter), f"PPO run {run_id}", run.config.get("base_model"),
-                  run.parent_run_id)
+    adapter = run.require_artifact(POLICY_KINDS, "an evaluation")
+    return Policy(run_id, str(adapter), run.label, run.config.get("base_model"),
+                  run.parent_run_id if run.kind in (RunKind.PPO, RunKind.RLOO) else None)
 
 
 def default_reward_run(store: Store) -> int | None:

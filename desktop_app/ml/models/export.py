@@ -12,7 +12,7 @@ from pathlib import Path
 from desktop_app.core.data.store import Store
 from desktop_app.core.errors import UserError
 from desktop_app.core.runs.model_card import collect_card_facts, write_model_card
-from desktop_app.core.runs.record import RunKind, UnusableRun
+from desktop_app.core.runs.record import POLICY_KINDS, UnusableRun
 from desktop_app.ml.models.loader import _first_line
 
 
@@ -29,7 +29,7 @@ def export_policy(workspace, run_id: int, out_dir: str | Path, merged: bool = Fa
                                   name=out.name) if run is not None else None
     if run is None:
         raise UnusableRun(f"There is no run {run_id}.")
-    adapter = run.require_artifact(RunKind.PPO, "exporting a policy")
+    adapter = run.require_artifact(POLICY_KINDS, "exporting a policy")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} already exists and is not an empty folder.")
     base = run.config["base_model"]

@@ -15,8 +15,9 @@ model at once):
   (``ACT_PER_HIDDEN`` × hidden + ``ACT_PER_INTERMEDIATE`` × intermediate elements with LoRA on
   every linear, measured with torch's saved-tensor hooks on Llama-style blocks). Gradient
   checkpointing keeps one hidden state per layer and recomputes one layer at a time.
-- **logits**: PPO's policy pass over the response tokens (vocab-wide, fp32, a few copies:
-  scaled logits, log-softmax and their gradients). A reward model has a one-number head.
+- **logits**: PPO's policy pass over the response tokens, DPO's over the pairs' tokens
+  (vocab-wide, fp32, a few copies: scaled logits, log-softmax and their gradients). A reward
+  model has a one-number head.
 - **scoring**: PPO's pass over the whole rollout batch without gradients (old and reference
   log-probabilities, values, rewards).
 - **kv_cache**: keys and values of every layer for every generated row, prompt and response.
@@ -174,16 +175,35 @@ def reward_training(shape: ModelShape, setup: Setup, *, pairs_per_micro_batch: i
                                            f"the {max_length}-token limit: the worst case)"])
 
 
+def dpo_training(shape: ModelShape, setup: Setup, *, pairs_per_micro_batch: int,
+                 max_length: int, lora_rank: int, reference_adapter: bool,
+                 checkpointing: bool) -> Estimate:
+    """DPO: chosen and rejected of each pair go through the policy together with gradients,
+    and the LM head's vocab-wide logits over their tokens are alive at the peak. The
+    reference's log-probabilities come from a pass without gradients before it (smaller, and
+    its memory is reused)."""
+    parts = _common(shape, setup, dequantize=CPU_DEQUANT_TRAINING)
+    policy = lora_params(shape, lora_rank)
+    parts["adapters"] = (policy * (2 if reference_adapter else 1)) * 4
+    parts["optimizer"] = policy * 12
+    tokens = 2 * pairs_per_micro_batch * max_length
+    parts["activations"] = training_activations(shape, setup, tokens, checkpointing)
+    parts["logits"] = LOGIT_COPIES * tokens * shape.vocab * 4
+    return Estimate(_with_loading(parts), [f"{tokens} tokens per micro-batch (every pair at "
+                                           f"the {max_length}-token limit: the worst case)"])
+
+
 def ppo_training(shape: ModelShape, setup: Setup, *, rollout_rows: int,
                  rows_per_micro_batch: int, prompt_tokens: int, new_tokens: int,
                  lora_rank: int, reward_rank: int, reference_adapter: bool,
-                 checkpointing: bool) -> Estimate:
+                 checkpointing: bool, value_model: bool = True) -> Estimate:
     """PPO: rollouts (generation), then scoring and policy/value passes with gradients. The
     policy and value losses go backward one after the other, so their activations are not
-    alive together; the policy's pass adds the vocab-wide logits."""
+    alive together; the policy's pass adds the vocab-wide logits. RLOO is the same without
+    the value model (``value_model=False``)."""
     parts = _common(shape, setup)
     policy = lora_params(shape, lora_rank)
-    value = lora_params(shape, reward_rank) + shape.hidden
+    value = lora_params(shape, reward_rank) + shape.hidden if value_model else 0
     frozen = lora_params(shape, reward_rank) + shape.hidden  # the reward adapter and head
     if reference_adapter:
         frozen += policy

@@ -6,20 +6,30 @@ buttons show it; the trainers use it to turn gradient checkpointing on when they
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from desktop_app.core.config import EvalConfig, PPOConfig, RewardConfig, SamplingConfig
+from desktop_app.core.config import (
+    DPOConfig,
+    EvalConfig,
+    PPOConfig,
+    RewardConfig,
+    RLOOConfig,
+    SamplingConfig,
+)
 from desktop_app.ml.planning import estimate as est
 from desktop_app.ml.planning.shape import model_shape
 
 # Prompt tokens assumed when the workspace has no prompts to measure.
 DEFAULT_PROMPT_TOKENS = 64
-# Characters per token assumed when measuring text without a tokenizer: low on purpose (most
-# English text runs 3.5-4.5), so lengths err long.
+# Characters per token assumed when a model has no tokenizer.json to count with: low on purpose
+# (most English text runs 3.5-4.5), so lengths err long.
 CHARS_PER_TOKEN = 3.0
+# The commands that train (their configs are TrainingConfigs: precision, checkpointing, ...).
+TRAINING = ("train-reward", "train-ppo", "train-rloo", "train-dpo")
 
 
 @dataclass
@@ -28,7 +38,7 @@ class Job:
     (SamplingConfig for generate, RewardConfig, PPOConfig, EvalConfig); ``device``/``dtype``
     apply to generate, whose config has neither."""
 
-    command: str  # generate | train-reward | train-ppo | evaluate
+    command: str  # generate | train-reward | train-ppo | train-rloo | train-dpo | evaluate
     model: str
     config: Any
     device: str = "auto"
@@ -120,26 +130,68 @@ def turn_on_checkpointing_if_needed(job: Job, emit) -> None:
 
 # ---- the workspace's lengths -----------------------------------------------------------------
 
-def prompt_tokens(store) -> int:
-    """Tokens of a long prompt of the workspace (the 90th percentile), by characters. One
-    query: cheap enough for the UI thread with tens of thousands of prompts."""
+def prompt_tokens(store, model: str | None = None) -> int:
+    """Tokens of a long prompt of the workspace (the 90th percentile by characters), counted
+    with ``model``'s tokenizer when it has a tokenizer.json, else estimated from characters.
+    Cheap enough for the UI thread with tens of thousands of prompts (one query, one
+    tokenisation, no torch)."""
     n = store.db.execute("SELECT count(*) FROM prompts").fetchone()[0]
     if not n:
         return DEFAULT_PROMPT_TOKENS
-    chars = store.db.execute("SELECT length(text) FROM prompts ORDER BY length(text) "
-                             "LIMIT 1 OFFSET ?", [int(0.9 * (n - 1))]).fetchone()[0]
-    return max(8, math.ceil(chars / CHARS_PER_TOKEN) + 16)
+    text = store.db.execute("SELECT text FROM prompts ORDER BY length(text) "
+                            "LIMIT 1 OFFSET ?", [int(0.9 * (n - 1))]).fetchone()[0]
+    return max(8, _tokens(model, [text]) + _overhead(model))
 
 
-def pair_tokens(store) -> int | None:
-    """Tokens of the longest judged pair (prompt + the longer response), by characters."""
-    chars = store.db.execute(
-        "SELECT max(length(p.text) + max(length(ga.text), length(gb.text))) "
-        "FROM comparisons c JOIN prompts p ON p.id = c.prompt_id "
+def pair_tokens(store, model: str | None = None) -> int | None:
+    """Tokens of the longest judged pair (prompt + the longer response): the five longest by
+    characters, counted with ``model``'s tokenizer when it has a tokenizer.json (else
+    estimated from characters), the most of them."""
+    rows = store.db.execute(
+        "SELECT p.text, ga.text, gb.text FROM comparisons c "
+        "JOIN prompts p ON p.id = c.prompt_id "
         "JOIN generations ga ON ga.id = c.generation_a_id "
         "JOIN generations gb ON gb.id = c.generation_b_id "
-        "WHERE c.choice IN ('a', 'b', 'tie')").fetchone()[0]
-    return None if chars is None else math.ceil(chars / CHARS_PER_TOKEN) + 16
+        "WHERE c.choice IN ('a', 'b', 'tie') "
+        "ORDER BY length(p.text) + max(length(ga.text), length(gb.text)) DESC LIMIT 5"
+    ).fetchall()
+    if not rows:
+        return None
+    return max(_tokens(model, [prompt]) + max(_tokens(model, [a]), _tokens(model, [b]))
+               for prompt, a, b in rows) + _overhead(model)
+
+
+def _tokens(model: str | None, texts: list[str]) -> int:
+    tokenizer = _fast_tokenizer(model) if model else None
+    if tokenizer is None:
+        return sum(math.ceil(len(t) / CHARS_PER_TOKEN) for t in texts)
+    return sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
+
+
+def _overhead(model: str | None) -> int:
+    """Tokens a chat template (or BOS/EOS) adds around a prompt and its response: a system
+    prompt and role markers need more than bare special tokens."""
+    config = Path(model).expanduser() / "tokenizer_config.json" if model else None
+    try:
+        templated = config is not None and "chat_template" in config.read_text(encoding="utf-8")
+    except OSError:
+        templated = False
+    return 40 if templated or (config is not None and (
+        config.parent / "chat_template.jinja").is_file()) else 16
+
+
+@functools.lru_cache(maxsize=4)
+def _fast_tokenizer(model: str):
+    """The model folder's tokenizer.json through the `tokenizers` library (no torch, no
+    transformers: safe on the UI thread), or None."""
+    path = Path(model).expanduser() / "tokenizer.json"
+    if not path.is_file():
+        return None
+    try:
+        from tokenizers import Tokenizer
+        return Tokenizer.from_file(str(path))
+    except Exception:  # noqa: BLE001 - an unreadable tokenizer: fall back to characters
+        return None
 
 
 # ---- estimate --------------------------------------------------------------------------------
@@ -148,7 +200,7 @@ def _setup(job: Job) -> est.Setup:
     from desktop_app.ml.models.device import pick_device
 
     cfg = job.config
-    if job.command in ("train-reward", "train-ppo"):
+    if job.command in TRAINING:
         from desktop_app.ml.training.optim import resolve_precision
         choice, _ = resolve_precision(cfg)
         quantize = cfg.quantize
@@ -172,13 +224,20 @@ def _estimate(job: Job, setup: est.Setup) -> est.Estimate:
             max_length=length, lora_rank=cfg.lora_r,
             checkpointing=cfg.gradient_checkpointing)
         return estimate
-    if job.command == "train-ppo":
+    if job.command in ("train-ppo", "train-rloo"):
         return est.ppo_training(
             shape, setup, rollout_rows=cfg.batch_size,
             rows_per_micro_batch=cfg.mini_batch_size // cfg.grad_accum,
             prompt_tokens=job.prompt_tokens, new_tokens=cfg.max_new_tokens,
             lora_rank=cfg.lora_r, reward_rank=job.reward_rank or cfg.lora_r,
-            reference_adapter=bool(cfg.init_policy), checkpointing=cfg.gradient_checkpointing)
+            reference_adapter=bool(cfg.init_policy), checkpointing=cfg.gradient_checkpointing,
+            value_model=job.command == "train-ppo")
+    if job.command == "train-dpo":
+        return est.dpo_training(
+            shape, setup, pairs_per_micro_batch=math.ceil(cfg.batch_size / cfg.grad_accum),
+            max_length=min(cfg.max_length, job.pair_tokens or cfg.max_length),
+            lora_rank=cfg.lora_r, reference_adapter=bool(cfg.init_policy),
+            checkpointing=cfg.gradient_checkpointing)
     if job.command == "evaluate":
         return est.evaluation(shape, setup, rows=cfg.batch_size,
                               prompt_tokens=job.prompt_tokens, new_tokens=cfg.max_new_tokens,
@@ -202,10 +261,10 @@ def _advice(job: Job, peak: int, available: int | None) -> list[str]:
     quantize = job.quantize if job.command == "generate" else cfg.quantize
     if quantize != "4bit":
         options.append(("4-bit base (--quantize 4bit)", {"quantize": "4bit"}))
-    if job.command in ("train-reward", "train-ppo") and not cfg.gradient_checkpointing:
+    if job.command in TRAINING and not cfg.gradient_checkpointing:
         options.append(("gradient checkpointing (--gradient-checkpointing)",
                         {"gradient_checkpointing": True}))
-    if job.command == "train-reward":
+    if job.command in ("train-reward", "train-dpo"):
         if cfg.batch_size > cfg.grad_accum:
             accum = min(cfg.batch_size, cfg.grad_accum * 2)
             options.append((f"gradient accumulation {accum} (--grad-accum {accum}: the same "
@@ -213,19 +272,20 @@ def _advice(job: Job, peak: int, available: int | None) -> list[str]:
         if cfg.max_length > 128:
             half = cfg.max_length // 2
             options.append((f"max length {half} (--max-length {half})", {"max_length": half}))
-    if job.command == "train-ppo":
+    if job.command in ("train-ppo", "train-rloo"):
         if cfg.mini_batch_size > cfg.grad_accum and cfg.mini_batch_size % (cfg.grad_accum * 2) == 0:
             accum = cfg.grad_accum * 2
             options.append((f"gradient accumulation {accum} (--grad-accum {accum}: the same "
                             "result in smaller micro-batches)", {"grad_accum": accum}))
-        if cfg.batch_size > 1:
+        if cfg.batch_size > 1 and (job.command == "train-ppo" or cfg.batch_size // 2 % cfg.k == 0):
             half, mini = cfg.batch_size // 2, min(cfg.mini_batch_size, cfg.batch_size // 2)
             options.append((f"batch size {half} (--batch-size {half} --mini-batch-size {mini})",
                             {"batch_size": half, "mini_batch_size": mini}))
     if job.command in ("generate", "evaluate") and cfg.batch_size > 1:
         half = cfg.batch_size // 2
         options.append((f"batch size {half} (--batch-size {half})", {"batch_size": half}))
-    if job.command in ("generate", "evaluate", "train-ppo") and cfg.max_new_tokens > 32:
+    if job.command in ("generate", "evaluate", "train-ppo", "train-rloo") \
+            and cfg.max_new_tokens > 32:
         half = cfg.max_new_tokens // 2
         options.append((f"max new tokens {half} (--max-new-tokens {half})",
                         {"max_new_tokens": half}))
@@ -261,4 +321,4 @@ def gib(n: int) -> str:
 
 # Configs by command, for callers that build a Job from options.
 CONFIGS = {"generate": SamplingConfig, "train-reward": RewardConfig, "train-ppo": PPOConfig,
-           "evaluate": EvalConfig}
+           "train-rloo": RLOOConfig, "train-dpo": DPOConfig, "evaluate": EvalConfig}

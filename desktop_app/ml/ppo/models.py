@@ -14,9 +14,9 @@ non-pad token, as the sequence classifier does (``reward_adapter``, shared with 
 The value model starts as a trainable copy of the reward model (its LoRA weights and head), as
 in TRL, where the value model is initialised from the reward model.
 
-The reference policy is the starting policy: the base with adapters off when PPO starts from
-the base, or a frozen copy ("reference") of a starting adapter, because switching a fine-tuned
-starting adapter off would give the wrong reference.
+The base, the policy and its reference (the starting policy: adapters off, or a frozen copy of
+a starting adapter) are built as for every policy-training method (``ml.policy.model``); this
+module adds the reward and value adapters and their heads.
 
 peft pitfall avoided here: ``PeftModel.set_adapter`` and ``disable_adapter`` also flip
 ``requires_grad`` (the active adapter becomes trainable, the others frozen). Switching adapters
@@ -28,17 +28,22 @@ and never touches ``requires_grad``; trainability is set once, in ``build_ppo_mo
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from desktop_app.core.errors import UserError
 from desktop_app.ml.models.device import DeviceChoice
-from desktop_app.ml.models.folder_check import inspect_model_folder
-from desktop_app.ml.models.loader import LoadedModel, _first_line
-from desktop_app.ml.models.lora_switch import only_adapter, tuner_layers
-from desktop_app.ml.models.quantize import QuantizationError, load_kwargs, place, quantization_of
+from desktop_app.ml.models.quantize import place
+from desktop_app.ml.policy.model import (
+    POLICY,
+    REFERENCE,
+    LoraSpec,
+    PolicyModel,
+    attach_policy,
+    load_causal_base,
+    set_trainable,
+)
 from desktop_app.ml.reward.adapter import (
     AdapterError,
     add_adapter,
@@ -49,63 +54,33 @@ from desktop_app.ml.reward.adapter import (
     position_ids,
     reward_weights,
 )
-from desktop_app.ml.reward.model import (
-    RewardModelError,
-    _is_conv1d,
-    _quiet_transformers,
-    _zero_dropout,
-    check_base_model,
-    load_tokenizer,
-    lora_targets,
-    reward_tokenizer,
-)
+from desktop_app.ml.reward.model import check_base_model, load_tokenizer, reward_tokenizer
 
-POLICY, VALUE, REWARD, REFERENCE = "policy", "value", "reward", "reference"
+VALUE, REWARD = "value", "reward"
+__all__ = ["POLICY", "REFERENCE", "VALUE", "REWARD", "LoraSpec", "PPOModels", "PPOModelError",
+           "build_ppo_models"]
 
 
 class PPOModelError(UserError):
     """The PPO models cannot be built; the message says which folder and why."""
 
 
-@dataclass
-class LoraSpec:
-    r: int
-    alpha: int
-    dropout: float
-    target_modules: str
-
-
-class PPOModels:
-    """The base model with its adapters and heads; see the module docstring."""
+class PPOModels(PolicyModel):
+    """The policy model (``ml.policy.model``) with PPO's value and reward adapters and heads;
+    see the module docstring."""
 
     def __init__(self, peft_model, tokenizer, reward_head: torch.nn.Linear,
-                 value_head: torch.nn.Linear, device: DeviceChoice, base_path: str,
+                 value_head: torch.nn.Linear | None, device: DeviceChoice, base_path: str,
                  reward_pad_id: int, reference: str | None):
-        self.peft = peft_model
-        self.tokenizer = tokenizer
+        super().__init__(peft_model, tokenizer, device, base_path, reference)
         self.reward_head = reward_head
         self.value_head = value_head
-        self.device = device
-        self.base_path = base_path
         self.reward_pad_id = reward_pad_id
-        self.reference = reference  # None: the base with adapters off
-        self.base = peft_model.get_base_model()
-        self.body = self.base.base_model  # GPT2Model, LlamaModel, ...: the part without LM head
-        self._layers = tuner_layers(peft_model)
-        self.lm = LoadedModel(model=peft_model, tokenizer=tokenizer,
-                              info=inspect_model_folder(base_path), device=device, path=base_path,
-                              adapter=POLICY, quantize=quantization_of(peft_model))
-
-    # ---- adapters ----------------------------------------------------------------------------
-
-    def use(self, name: str | None):
-        """Run the forward passes inside with only adapter ``name`` active (None = adapters
-        off, the bare base). Never changes ``requires_grad``."""
-        return only_adapter(self._layers, name)
 
     def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
-        named = [(n, p) for n, p in self.peft.named_parameters() if p.requires_grad]
-        named += [(f"value_head.{n}", p) for n, p in self.value_head.named_parameters()]
+        named = super().trainable_parameters()
+        if self.value_head is not None:
+            named += [(f"value_head.{n}", p) for n, p in self.value_head.named_parameters()]
         return named
 
     # ---- forward passes ----------------------------------------------------------------------
@@ -153,43 +128,18 @@ class PPOModels:
         return last_token_scores(hidden, sequences, attention_mask, self.reward_pad_id,
                                  self.reward_head)
 
-    # ---- saving --------------------------------------------------------------------------------
-
-    def save_adapter(self, name: str, out_dir: Path, tokenizer: bool = False) -> None:
-        """A standard PEFT adapter folder (adapter_config.json + adapter_model.safetensors) for
-        ``name``; loads with ``PeftModel.from_pretrained(AutoModelForCausalLM..., out_dir)``."""
-        from peft import get_peft_model_state_dict
-        from safetensors.torch import save_file
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        state = get_peft_model_state_dict(self.peft, adapter_name=name)
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()},
-                  str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
-        config = copy.deepcopy(self.peft.peft_config[name])
-        config.inference_mode = True
-        config.base_model_name_or_path = self.base_path
-        config.save_pretrained(str(out_dir))
-        if tokenizer:
-            self.tokenizer.save_pretrained(str(out_dir))
-
-    def load_adapter_weights(self, name: str, folder: Path) -> None:
-        load_lora_weights(self.peft, name, folder / "adapter_model.safetensors")
-
-
 # ---- building --------------------------------------------------------------------------------
 
 def build_ppo_models(base_model: str | Path, reward_adapter: str | Path, device: DeviceChoice,
                      lora: LoraSpec, *, policy_adapter: str | Path | None = None,
-                     seed: int = 0, quantize: str = "none") -> PPOModels:
+                     seed: int = 0, quantize: str = "none", value: bool = True) -> PPOModels:
     """Base causal LM + the four adapters/heads, on ``device`` at ``device.dtype``; the base's
     block linears in 8 or 4 bits when ``quantize`` says so (QLoRA: all four adapters sit on
     the one quantised base).
 
     ``policy_adapter``: start from an existing causal-LM LoRA adapter (its frozen copy becomes
-    the reference); None starts from the base (reference = adapters off)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoConfig, AutoModelForCausalLM
-
+    the reference); None starts from the base (reference = adapters off). ``value=False``
+    leaves the value adapter and head out (RLOO has no value model)."""
     folder = check_base_model(base_model)
     reward_dir = Path(reward_adapter).expanduser()
     if not (reward_dir / "adapter_config.json").is_file():
@@ -197,69 +147,34 @@ def build_ppo_models(base_model: str | Path, reward_adapter: str | Path, device:
     reward_pad_id = reward_tokenizer(reward_dir, folder).pad_token_id
     tokenizer = load_tokenizer(folder)  # right padding; generate_tokens pads prompts itself
 
-    # 1. The base, with its own dropout off: dropout would make the PPO ratio noisy.
+    # 1. The base (frozen, its own dropout off) and 2. the policy with its reference.
+    base = load_causal_base(folder, device, quantize, tokenizer, PPOModelError)
+    model, reference = attach_policy(base, lora, policy_adapter=policy_adapter, seed=seed,
+                                     error=PPOModelError)
     try:
-        config = AutoConfig.from_pretrained(folder, local_files_only=True)
-        _zero_dropout(config)
-        with _quiet_transformers():
-            base = AutoModelForCausalLM.from_pretrained(
-                folder, config=config, local_files_only=True,
-                **load_kwargs(quantize, device.device, device.torch_dtype))
-    except Exception as exc:
-        if isinstance(exc, (torch.OutOfMemoryError, MemoryError, QuantizationError)):
-            raise
-        raise PPOModelError(f"Could not load {folder} as a causal LM: {_first_line(exc)}") from exc
-    if base.generation_config.pad_token_id is None:
-        base.generation_config.pad_token_id = tokenizer.pad_token_id
-    for p in base.parameters():
-        p.requires_grad_(False)
-
-    # 2. The policy: a fresh LoRA (B = 0, so it starts as the base), or a starting adapter.
-    torch.manual_seed(seed)
-    try:
-        targets = lora_targets(base, lora.target_modules)
-    except RewardModelError as exc:
-        raise PPOModelError(str(exc)) from exc
-    policy_config = LoraConfig(task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha,
-                               lora_dropout=lora.dropout, target_modules=targets,
-                               fan_in_fan_out=_is_conv1d(base, targets))
-    try:
-        reference = None
-        if policy_adapter is not None:
-            start = Path(policy_adapter).expanduser()
-            policy_config = causal_config(start / "adapter_config.json")
-        model = get_peft_model(base, policy_config, adapter_name=POLICY)
-        if policy_adapter is not None:
-            load_lora_weights(model, POLICY, start / "adapter_model.safetensors")
-            add_adapter(model, REFERENCE, causal_config(start / "adapter_config.json"), start)
-            load_lora_weights(model, REFERENCE, start / "adapter_model.safetensors")
-            reference = REFERENCE
-
         # 3. The reward adapter on the same body, and its head; the value model as a copy of
         #    both.
         lora_weights, head_weights = reward_weights(reward_dir)
         reward_config = causal_config(reward_dir / "adapter_config.json")
         add_adapter(model, REWARD, reward_config, reward_dir)
         load_lora_weights(model, REWARD, lora_weights, source=reward_dir)
-        add_adapter(model, VALUE, copy.deepcopy(reward_config), reward_dir)
-        load_lora_weights(model, VALUE, lora_weights, source=reward_dir)
+        if value:
+            add_adapter(model, VALUE, copy.deepcopy(reward_config), reward_dir)
+            load_lora_weights(model, VALUE, lora_weights, source=reward_dir)
         reward_head = head_from(head_weights, reward_dir)
     except AdapterError as exc:
         raise PPOModelError(str(exc)) from exc
-    value_head = copy.deepcopy(reward_head)
+    value_head = copy.deepcopy(reward_head) if value else None
 
     # 4. Trainable: the policy and value LoRA weights and the value head, in fp32 (the frozen
     #    base may be bf16/fp16). Everything else frozen, once and for all.
-    for name, p in model.named_parameters():
-        trainable = f".{POLICY}." in name or f".{VALUE}." in name
-        p.requires_grad_(trainable)
-        if trainable:
-            p.data = p.data.float()
+    set_trainable(model, (POLICY, VALUE) if value else (POLICY,))
     reward_head.requires_grad_(False)
-    value_head.requires_grad_(True)
     model = place(model, device.device)
     reward_head.to(device.device)
-    value_head.to(device.device)
+    if value_head is not None:
+        value_head.requires_grad_(True)
+        value_head.to(device.device)
     model.eval()
     return PPOModels(model, tokenizer, reward_head, value_head, device, str(folder),
                      reward_pad_id, reference)

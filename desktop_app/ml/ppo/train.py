@@ -130,6 +130,9 @@ class PPOTrainer(Trainer):
     checkpoint_parts = ("policy", "value", "value_head.pt")
     progress_message = "PPO"
     finished_message = "PPO finished"
+    # What RLOO (a subclass) changes: its memory plan's command and no value model.
+    plan_command = "train-ppo"
+    with_value = True
 
     # ---- setup -------------------------------------------------------------------------------
 
@@ -145,7 +148,8 @@ class PPOTrainer(Trainer):
         self.base_model = str(Path(base_model).expanduser().resolve())
 
         # 1. The reward run: adapter and the statistics its scores are normalised with.
-        reward_adapter, self.reward_stats = _reward_model_of(store, reward_run_id)
+        reward_adapter, self.reward_stats = _reward_model_of(store, reward_run_id,
+                                                              self.kind.noun)
         self.reward_run_id = self.parent_run_id = reward_run_id
         if self.reward_stats is None:
             self.reward_stats = {"mean": 0.0, "std": 1.0}
@@ -156,8 +160,8 @@ class PPOTrainer(Trainer):
         self.prompts = _prompts(store, cfg, prompt_ids)
         if not self.prompts:
             which = "without a judgment " if cfg.prompts == "unjudged" else ""
-            raise PPOTrainingError(f"PPO needs prompts, and the workspace has no prompts "
-                                   f"{which}to train on; import some first.")
+            raise PPOTrainingError(f"{self.kind.noun} needs prompts, and the workspace has no "
+                                   f"prompts {which}to train on; import some first.")
 
         # Device, number formats, models.
         choice, self.autocast_dtype = resolve_precision(cfg)
@@ -165,13 +169,15 @@ class PPOTrainer(Trainer):
         if resumed is None:
             reward_run = store.get_run(reward_run_id)
             turn_on_checkpointing_if_needed(
-                Job("train-ppo", self.base_model, cfg, prompt_tokens=prompt_tokens(store),
+                Job(self.plan_command, self.base_model, cfg,
+                    prompt_tokens=prompt_tokens(store, self.base_model),
                     reward_rank=int(reward_run.config.get("lora_r") or cfg.lora_r)),
                 self.emit)
         self.models = build_ppo_models(
             self.base_model, reward_adapter, choice,
             LoraSpec(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules),
-            policy_adapter=cfg.init_policy or None, seed=cfg.seed, quantize=cfg.quantize)
+            policy_adapter=cfg.init_policy or None, seed=cfg.seed, quantize=cfg.quantize,
+            value=self.with_value)
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(self.models.base)
         self.optimiser = Optimiser(self.models.trainable_parameters(), cfg, self.device,
@@ -281,7 +287,8 @@ class PPOTrainer(Trainer):
         return {k: values[k] for k in METRICS if k in values and math.isfinite(values[k])}
 
     def _score(self, seq, attention, width):
-        """Reward, policy (old) and reference log-probs and values, in mini-batch chunks."""
+        """Reward, policy (old) and reference log-probs and values (None without a value
+        model), in mini-batch chunks."""
         models, cfg = self.models, self.cfg
         parts: list[list[torch.Tensor]] = [[] for _ in range(5)]
         for start in range(0, len(seq), cfg.mini_batch_size):
@@ -292,8 +299,9 @@ class PPOTrainer(Trainer):
             parts[1].append(logp)
             parts[2].append(ent)
             parts[3].append(models.reference_logprobs(s, a, width, cfg.temperature))
-            parts[4].append(models.values(s, a, width).float())
-        return [torch.cat(p) for p in parts]
+            if self.with_value:
+                parts[4].append(models.values(s, a, width).float())
+        return [torch.cat(p) if p else None for p in parts]
 
     def _optimise(self, r: _Rollout) -> dict[str, float]:
         cfg, models = self.cfg, self.models
@@ -329,11 +337,15 @@ class PPOTrainer(Trainer):
                         pl = core.policy_loss(logp, r.old_logp[rows, :t], r.advantages[rows, :t],
                                               mask, cfg.cliprange)
                         self.optimiser.backward(pl["loss"] * share)
-                        with autocast(self.autocast_dtype):
-                            v = models.values(seq, att, r.prompt_width).float()
-                        vl = core.value_loss(v, r.old_values[rows, :t], r.returns[rows, :t], mask,
-                                             cfg.cliprange_value)
-                        self.optimiser.backward(cfg.vf_coef * vl["loss"] * share)
+                        if self.with_value:
+                            with autocast(self.autocast_dtype):
+                                v = models.values(seq, att, r.prompt_width).float()
+                            vl = core.value_loss(v, r.old_values[rows, :t], r.returns[rows, :t],
+                                                 mask, cfg.cliprange_value)
+                            self.optimiser.backward(cfg.vf_coef * vl["loss"] * share)
+                        else:  # RLOO: no value model
+                            vl = {"loss": torch.zeros((), device=sums.device),
+                                  "clipfrac": torch.zeros((), device=sums.device)}
                         sums += torch.stack([pl["loss"].detach(), vl["loss"].detach(),
                                              pl["approxkl"].detach(), pl["clipfrac"],
                                              pl["ratio"].detach(), vl["clipfrac"],
@@ -351,10 +363,13 @@ class PPOTrainer(Trainer):
         return {name: value / count for name, value in means.items()} | {
             "train/grad_norm": sum(finite) / len(finite) if finite else float("nan")}
 
+    def prompts_per_step(self) -> int:
+        return self.cfg.batch_size
+
     def _prompt_batch(self, step: int) -> list[PromptInput]:
         """The prompts of ``step``: the run walks through its prompts in an order drawn anew
         each epoch from (seed, epoch) alone, so any step's prompts are known on resume."""
-        n, size = len(self.prompts), self.cfg.batch_size
+        n, size = len(self.prompts), self.prompts_per_step()
         batch = []
         for index in range(step * size, (step + 1) * size):
             epoch, position = divmod(index, n)
@@ -428,12 +443,13 @@ def _score_ends(history: list[dict], total_steps: int) -> tuple[float | None, fl
     return (sum(h["scores"] for h in head) / len(head), sum(h["scores"] for h in tail) / len(tail))
 
 
-def _reward_model_of(store: Store, run_id: int | None) -> tuple[Path, dict | None]:
+def _reward_model_of(store: Store, run_id: int | None,
+                     needed_for: str = "PPO") -> tuple[Path, dict | None]:
     """The reward run's adapter folder and its reward statistics."""
     run = store.get_run(run_id) if run_id is not None else None
     if run is None:
         raise PPOTrainingError(f"There is no reward run {run_id}.")
-    adapter = run.require_artifact(RunKind.REWARD, "PPO")
+    adapter = run.require_artifact(RunKind.REWARD, needed_for)
     try:
         stats = json.loads((adapter.parent / "reward_stats.json").read_text(encoding="utf-8"))
         stats = {"mean": float(stats["mean"]), "std": float(stats["std"]) or 1.0}

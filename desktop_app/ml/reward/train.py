@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from desktop_app.core.config import RewardConfig
 from desktop_app.core.data.store import Store
 from desktop_app.core.events import Emit, Log, StopToken, ignore
+from desktop_app.core.runs.lineage import policy_runs_in_data
 from desktop_app.core.runs.record import RunKind, RunStatus
 from desktop_app.core.runs.session import GuardRail, Resumed, write_json
 from desktop_app.ml.planning.plan import Job, pair_tokens, turn_on_checkpointing_if_needed
@@ -61,6 +62,7 @@ from desktop_app.ml.training.optim import (
     Optimiser,
     autocast,
     enable_gradient_checkpointing,
+    learning_rate,
     resolve_precision,
 )
 
@@ -92,22 +94,6 @@ def pair_losses(r_chosen: torch.Tensor, r_rejected: torch.Tensor, tie: torch.Ten
     if center:
         loss = loss + center * (r_chosen + r_rejected) ** 2
     return loss
-
-
-def learning_rate(cfg: RewardConfig, step: int, total_steps: int) -> float:
-    """The learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine,
-    linear or constant. A pure function of the step (nanoGPT's get_lr), so the scheduler's
-    whole state is the step number. Warm-up starts above zero and decay ends just above zero,
-    so no step is wasted at lr 0."""
-    warmup = math.ceil(cfg.warmup_ratio * total_steps)
-    if step < warmup:
-        return cfg.lr * (step + 1) / (warmup + 1)
-    if cfg.scheduler == "constant":
-        return cfg.lr
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    if cfg.scheduler == "linear":
-        return cfg.lr * (1.0 - progress)
-    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 # ---- the job ---------------------------------------------------------------------------------
@@ -225,7 +211,8 @@ class RewardTrainer(Trainer):
         self.tokenizer = load_tokenizer(check_base_model(self.base_model))
         if resumed is None:
             turn_on_checkpointing_if_needed(
-                Job("train-reward", self.base_model, cfg, pair_tokens=pair_tokens(store)),
+                Job("train-reward", self.base_model, cfg,
+                    pair_tokens=pair_tokens(store, self.base_model)),
                 self.emit)
         torch.manual_seed(cfg.seed)
         adapter = resumed.checkpoint / "adapter" if resumed is not None else None
@@ -253,7 +240,7 @@ class RewardTrainer(Trainer):
         self.session_pairs, self.session_seconds = 0, 0.0
         # Lineage: the PPO runs whose policies generated pairs in this data; the newest is the
         # parent (round k's reward model learns from round k-1's policy).
-        self.policy_runs = _policy_runs_in_data(store) if resumed is None else []
+        self.policy_runs = policy_runs_in_data(store) if resumed is None else []
         self.parent_run_id = self.policy_runs[-1] if self.policy_runs else None
 
     def run_config(self) -> dict:
@@ -444,9 +431,3 @@ def _batch_sums(losses: torch.Tensor, rc: torch.Tensor, rr: torch.Tensor,
 
 def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def _policy_runs_in_data(store: Store) -> list[int]:
-    adapters = {str(Path(a)) for a in store.training_adapters()}
-    return [r.id for r in store.list_runs()
-            if r.kind == RunKind.PPO and r.artifact and str(Path(r.artifact)) in adapters]

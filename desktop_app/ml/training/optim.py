@@ -1,9 +1,11 @@
 """What every trainer sets up the same way: where it trains and in which number format, the
-optimiser over its trainable weights (AdamW, gradient clipping, fp16 loss scaling), and
-gradient checkpointing on the base model."""
+optimiser over its trainable weights (AdamW, gradient clipping, fp16 loss scaling), gradient
+checkpointing on the base model, and the learning-rate schedule of the methods that train over
+epochs of judged pairs."""
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 
 import torch
@@ -99,3 +101,20 @@ class Optimiser:
         self.adamw.load_state_dict(state["optimizer"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+
+
+def learning_rate(cfg, step: int, total_steps: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) for a config with ``lr``,
+    ``warmup_ratio`` and ``scheduler`` (reward model, DPO): linear warm-up, then cosine,
+    linear or constant. A pure function of the step (nanoGPT's get_lr), so the scheduler's
+    whole state is the step number. Warm-up starts above zero and decay ends just above zero,
+    so no step is wasted at lr 0."""
+    warmup = math.ceil(cfg.warmup_ratio * total_steps)
+    if step < warmup:
+        return cfg.lr * (step + 1) / (warmup + 1)
+    if cfg.scheduler == "constant":
+        return cfg.lr
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    if cfg.scheduler == "linear":
+        return cfg.lr * (1.0 - progress)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))

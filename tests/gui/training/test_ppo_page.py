@@ -20,7 +20,7 @@ def test_ppo_run_then_next_round(qtbot, window, workspace, store, tiny_chat_mode
     assert reward.status == "completed"
 
     page = window.ppo_page
-    window.show_page("PPO")
+    window.show_page("Policy")
     page.set_base_model(str(tiny_chat_model))
     page.refresh()
     assert page.reward_box.currentData() == reward.run_id

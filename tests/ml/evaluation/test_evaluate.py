@@ -124,7 +124,8 @@ def test_refusals_name_the_problem(setup, tmp_path):
     with Store(ws.db_path) as store:
         with pytest.raises(EvaluationError, match="not a policy"):
             parse_policy("banana")
-        with pytest.raises(UserError, match="is a reward-model run; an evaluation needs a PPO run"):
+        with pytest.raises(UserError, match=r"is a reward-model run; an evaluation needs a "
+                                            r"policy \(PPO, RLOO or DPO\) run"):
             resolve_policy(store, setup["reward"])
         with pytest.raises(EvaluationError, match="two different"):
             run_evaluation(ws, store, CFG, a=resolve_policy(store, None),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from marker_task import PPO, build_task, compare_with_base, run_ppo
+from marker_task import PPO, compare_with_base, run_ppo
 from safetensors.torch import load_file
 
 from desktop_app.core.config import PPOConfig
@@ -29,9 +29,10 @@ pytestmark = [pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:Fut
 
 
 @pytest.fixture(scope="module")
-def task(tmp_path_factory):
-    """The base model, a workspace of judged pairs and a trained reward model (seed 0)."""
-    return build_task(tmp_path_factory.mktemp("ppo"), seed=0)
+def task(marker_task):
+    """The base model, a workspace of judged pairs and a trained reward model (seed 0), shared
+    with the RLOO tests."""
+    return marker_task
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +274,8 @@ def test_export_merged_loads_in_plain_transformers_and_matches_the_adapter(task,
         Path(artifact) / "adapter_model.safetensors").read_bytes()
     with pytest.raises(ExportError, match="not an empty folder"):
         export_policy(task["ws"], run_id, tmp_path / "adapter")
-    with pytest.raises(UnusableRun, match="exporting a policy needs a PPO run"):
+    with pytest.raises(UnusableRun,
+                       match=r"exporting a policy needs a policy \(PPO, RLOO or DPO\) run"):
         export_policy(task["ws"], task["reward"].run_id, tmp_path / "x")
 
 
