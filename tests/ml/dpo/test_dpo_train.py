@@ -47,11 +47,13 @@ def series(events, name):
 
 
 # ---- learning ------------------------------------------------------------------------------
-# Thresholds from `bench/learning_spread.py dpo --seeds 20` (constraints.txt, 2-core CPU):
-#   held-out implicit-reward accuracy   see ACCURACY below
-#   "cat" rate gain (tuned - base)      see RATE_GAIN below
-# Each sits below the worst seed and above "did not learn" (accuracy 0.5, a gain of 0).
-ACCURACY, RATE_GAIN = 0.8, 0.03
+# Thresholds from `bench/learning_spread.py dpo --seeds 10` with the packages of constraints.txt
+# (2026-12-02, 2-core CPU), tuned policy against the base on the same 64 prompts and seed:
+#   held-out implicit-reward accuracy   mean 0.992  sd 0.018  min 0.958    threshold 0.8
+#   held-out margin                     mean 4.15   sd 2.71   min 1.92     (must be > 0)
+#   "cat" rate gain                     mean 0.186  sd 0.046  min 0.109    threshold 0.05
+# Each sits well below the worst seed and above "did not learn" (accuracy 0.5, a gain of 0).
+ACCURACY, RATE_GAIN = 0.8, 0.05
 
 
 def test_the_implicit_reward_separates_held_out_pairs(run):

@@ -124,7 +124,7 @@ def test_a_trainer_turns_checkpointing_on_when_only_that_fits(tmp_path, gpt2_dir
     cfg = RewardConfig(**dict(FAST, epochs=0.5), device="cpu")
     with Store(ws.db_path) as store:
         job = Job("train-reward", str(gpt2_dir), RewardConfig(**dict(FAST), device="cpu"),
-                  pair_tokens=planning.pair_tokens(store))
+                  pair_tokens=planning.pair_tokens(store, str(gpt2_dir)))
     plan = plan_job(job)
     tight = plan.peak_bytes - plan.breakdown["activations"] // 4
     monkeypatch.setattr("desktop_app.ml.models.device.available_memory_bytes",
