@@ -12,7 +12,7 @@ CHARTS = [
                             ("objective/rlhf_reward", "rlhf reward")]),
     ("KL to the reference", [("objective/kl", "KL")]),
     ("Policy loss", [("loss/policy", "policy")]),
-    ("Reward spread in groups", [("objective/group_reward_std", "std")]),
+    ("Spread in groups", [("objective/group_reward_std", "reward std")]),
     ("Clip fraction", [("policy/clipfrac", "policy")]),
     ("Response length", [("response/length_mean", "tokens")]),
 ]
