@@ -42,7 +42,9 @@ def dpo_data(store: Store, cfg: DPOConfig) -> DPOData:
     splits them."""
     examples = preference_examples(store.preference_rows(), "equal")
     train, val = split_by_prompt(examples, cfg.val_fraction, cfg.seed)
-    both_bad = store.stats()["by_choice"].get("both_bad", 0)
+    # One count, not Store.stats(): the page runs this on its UI thread at every form change.
+    both_bad = store.db.execute("SELECT COUNT(*) FROM comparisons WHERE choice = 'both_bad' "
+                                "AND training = 1").fetchone()[0]
     return DPOData([e for e in train if not e.tie], [e for e in val if not e.tie],
                    sum(e.tie for e in examples), both_bad)
 
