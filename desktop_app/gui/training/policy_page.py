@@ -30,8 +30,8 @@ WHEN = {
            "it learns: the classic loop, and the most memory (policy, value and reward "
            "adapters on one base).",
     "RLOO": "RLOO samples k responses per prompt and scores each against the others of its "
-            "prompt: PPO without the value model, so less memory and fewer settings, and "
-            "usually as good.",
+            "prompt: PPO without the value model, so less memory and fewer settings; it "
+            "needs rewards that differ between the k responses.",
     "DPO": "DPO learns straight from your judgments: no reward model and no sampling, so it is "
            "faster and steadier on one GPU. It only sees the responses you judged.",
 }

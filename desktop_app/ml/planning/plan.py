@@ -35,8 +35,8 @@ TRAINING = ("train-reward", "train-ppo", "train-rloo", "train-dpo")
 @dataclass
 class Job:
     """What to plan: a command, its model and its settings. ``config`` is the command's config
-    (SamplingConfig for generate, RewardConfig, PPOConfig, EvalConfig); ``device``/``dtype``
-    apply to generate, whose config has neither."""
+    (SamplingConfig for generate, RewardConfig, PPOConfig, RLOOConfig, DPOConfig, EvalConfig);
+    ``device``/``dtype`` apply to generate, whose config has neither."""
 
     command: str  # generate | train-reward | train-ppo | train-rloo | train-dpo | evaluate
     model: str
