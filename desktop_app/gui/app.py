@@ -32,6 +32,8 @@ def create_app():
     icon = app_icon()
     if icon is not None:
         app.setWindowIcon(icon)
+    from desktop_app.gui.gc_guard import collect_on_ui_thread
+    collect_on_ui_thread(app)  # never on a worker thread: see gc_guard
     return app
 
 
