@@ -299,30 +299,24 @@ def cmd_train_reward(args: argparse.Namespace, out: Output) -> int:
 def cmd_train_ppo(args: argparse.Namespace, out: Output) -> int:
     from desktop_app.core.config import PPOConfig
     from desktop_app.ml.ppo.train import train_ppo
-    cfg = None
-    if args.resume is None:
-        if not args.model or args.reward is None:
-            raise CliError("--model and --reward RUN_ID are required (or --resume RUN_ID)")
-        cfg = _config_from_args(PPOConfig, args)
-    result = _train(train_ppo, _open_workspace(args), cfg, args, base_model=args.model,
-                    reward_run_id=args.reward)
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    out.result(dataclasses.asdict(result),
-               f"Run {result.run_id} {result.status} at step {result.step}/"
-               f"{result.total_steps}: score {fmt(result.score_first)} -> "
-               f"{fmt(result.score_last)}, KL {fmt(result.kl)}\nPolicy: {result.artifact}")
-    return _exit_status(result)
+    return _train_against_reward(args, out, PPOConfig, train_ppo)
 
 
 def cmd_train_rloo(args: argparse.Namespace, out: Output) -> int:
     from desktop_app.core.config import RLOOConfig
     from desktop_app.ml.rloo.train import train_rloo
+    return _train_against_reward(args, out, RLOOConfig, train_rloo)
+
+
+def _train_against_reward(args: argparse.Namespace, out: Output, config_type: type,
+                          train_fn: Callable) -> int:
+    """train-ppo and train-rloo: a policy tuned against a reward run, the same result record."""
     cfg = None
     if args.resume is None:
         if not args.model or args.reward is None:
             raise CliError("--model and --reward RUN_ID are required (or --resume RUN_ID)")
-        cfg = _config_from_args(RLOOConfig, args)
-    result = _train(train_rloo, _open_workspace(args), cfg, args, base_model=args.model,
+        cfg = _config_from_args(config_type, args)
+    result = _train(train_fn, _open_workspace(args), cfg, args, base_model=args.model,
                     reward_run_id=args.reward)
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     out.result(dataclasses.asdict(result),

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import torch
@@ -45,7 +45,7 @@ from desktop_app.ml.dpo.judgments import DPOData, DPOTrainingError, check_dpo_da
 from desktop_app.ml.dpo.loss import dpo_losses, response_logps
 from desktop_app.ml.planning.plan import Job, pair_tokens, turn_on_checkpointing_if_needed
 from desktop_app.ml.policy.model import POLICY, LoraSpec, build_policy_model
-from desktop_app.ml.reward.pairs import PairExample, Split, fingerprint, preference_examples
+from desktop_app.ml.reward.pairs import Split, saved_split
 from desktop_app.ml.training.files import memory_gib
 from desktop_app.ml.training.loop import Trainer, train
 from desktop_app.ml.training.optim import (
@@ -55,6 +55,7 @@ from desktop_app.ml.training.optim import (
     learning_rate,
     resolve_precision,
 )
+from desktop_app.ml.training.window import LogWindow
 
 
 @dataclass
@@ -117,36 +118,6 @@ def _batch_sums(out: dict[str, torch.Tensor], chosen_logp: torch.Tensor,
                         chosen_logp.detach().sum(), rejected_logp.detach().sum()])
 
 
-@dataclass
-class _Window:
-    """Sums since the last log (saved in checkpoints, so a resume logs what an uninterrupted
-    run would have)."""
-
-    steps: int = 0
-    stats: DPOStats = field(default_factory=DPOStats)
-    lr: float = 0.0
-    grad_norm: float = 0.0
-    grad_steps: int = 0
-    seconds: float = 0.0  # not saved: wall time does not resume
-
-    def add(self, stats: DPOStats, lr: float, grad_norm: float, seconds: float) -> None:
-        self.steps += 1
-        self.stats = self.stats + stats
-        self.lr += lr
-        if math.isfinite(grad_norm):  # an fp16 overflow step (skipped by the scaler)
-            self.grad_norm += grad_norm
-            self.grad_steps += 1
-        self.seconds += seconds
-
-    def state(self) -> dict:
-        return {"steps": self.steps, "stats": list(astuple(self.stats)), "lr": self.lr,
-                "grad_norm": self.grad_norm, "grad_steps": self.grad_steps}
-
-    @classmethod
-    def from_state(cls, w: dict) -> "_Window":
-        return cls(w["steps"], DPOStats(*w["stats"]), w["lr"], w["grad_norm"], w["grad_steps"])
-
-
 # ---- the trainer ---------------------------------------------------------------------------
 
 class DPOTrainer(Trainer):
@@ -165,8 +136,8 @@ class DPOTrainer(Trainer):
         # 1. Data: a new run splits the judgments now; a resume takes its saved split.
         if resumed is not None:
             base_model = resumed.base_model
-            train_pairs, val_pairs = _saved_split(store, resumed.run.folder(
-                self.workspace.runs_dir), resumed.run.id)
+            train_pairs, val_pairs = saved_split(store, resumed.run.folder(
+                self.workspace.runs_dir), resumed.run.id, DPOTrainingError)
             self.data = DPOData(train_pairs, val_pairs, resumed.run.config.get("ties_left_out", 0),
                                 resumed.run.config.get("both_bad_left_out", 0))
         else:
@@ -204,7 +175,7 @@ class DPOTrainer(Trainer):
         self.batches_per_epoch = math.ceil(len(self.train) / cfg.batch_size)
         self.total_steps = max(1, math.ceil(cfg.epochs * self.batches_per_epoch / cfg.grad_accum))
         self._order_epoch, self._order = -1, []
-        self.window, self.last_eval = _Window(), None
+        self.window, self.last_eval = LogWindow.empty(DPOStats), None
         self.session_pairs, self.session_seconds = 0, 0.0
         # Lineage: the policy it starts from, else the newest policy whose pairs are in the data.
         self.policy_runs = policy_runs_in_data(store) if resumed is None else []
@@ -313,7 +284,7 @@ class DPOTrainer(Trainer):
         return self._order[position * size:(position + 1) * size]
 
     def _window_metrics(self) -> dict[str, float]:
-        w, self.window = self.window, _Window()
+        w, self.window = self.window, LogWindow.empty(DPOStats)
         values = {f"train/{k}": v for k, v in w.stats.summary().items()}
         values["train/lr"] = w.lr / w.steps
         if w.grad_steps:
@@ -353,7 +324,7 @@ class DPOTrainer(Trainer):
                 "ref_val": self.ref_val}
 
     def load_checkpoint_state(self, state: dict) -> None:
-        self.window = _Window.from_state(state["window"])
+        self.window = LogWindow.from_state(state["window"], DPOStats)
         if state["ref_train"].shape == self.ref_train.shape:
             self.ref_train, self.ref_val = state["ref_train"], state["ref_val"]
 
@@ -379,16 +350,3 @@ class DPOTrainer(Trainer):
 
     def release(self) -> None:
         self.models = self.optimiser = None
-
-
-def _saved_split(store, run_dir: Path, run_id: int) -> tuple[list[PairExample], list[PairExample]]:
-    try:
-        split = Split.load(run_dir / "split.json")
-    except (OSError, ValueError, KeyError) as exc:
-        raise DPOTrainingError(f"Run {run_id} cannot be resumed: its split.json is missing or "
-                               "unreadable.") from exc
-    train_pairs, val_pairs = split.select(preference_examples(store.preference_rows(), "equal"))
-    if fingerprint(train_pairs + val_pairs) != split.digest:
-        raise DPOTrainingError(f"Run {run_id} cannot be resumed: some of its judgments were "
-                               "deleted or changed since it started.")
-    return train_pairs, val_pairs

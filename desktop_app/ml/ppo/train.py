@@ -223,21 +223,14 @@ class PPOTrainer(Trainer):
                             "coefficient.")
 
     def train_step(self) -> dict[str, float] | None:
-        cfg, models = self.cfg, self.models
+        cfg = self.cfg
         # 3a. Rollouts: the policy samples one response per prompt, as the annotation loop does.
         t0 = time.perf_counter()
         batch = self._prompt_batch(self.step)
-        with models.use(POLICY):
-            out = generate_tokens(models.lm, [self.prompt_tokens[p.prompt_id] for p in batch], 1,
-                                  self.sampling, derive_seed(cfg.seed, self.step, 0), self.stop)
-        if self.stop.requested:
+        out, attention = self._rollouts(batch, 1)
+        if out is None:
             return None
-        seq, width = out.sequences, out.prompt_width
-        mask = out.completion_mask
-        columns = torch.arange(width, device=seq.device)
-        lengths = torch.tensor(out.prompt_lengths, device=seq.device)
-        prompt_mask = columns[None, :] >= (width - lengths)[:, None]
-        attention = torch.cat([prompt_mask, mask], dim=1).long()
+        seq, width, mask = out.sequences, out.prompt_width, out.completion_mask
         t1 = time.perf_counter()
 
         # 3b. Scores, reference and old log-probs, values: no gradients.
@@ -285,6 +278,21 @@ class PPOTrainer(Trainer):
         if (self.step + 1) % cfg.sample_every == 0 or self.step == 0:
             self._emit_samples(batch, out, scores, kl_sum)
         return {k: values[k] for k in METRICS if k in values and math.isfinite(values[k])}
+
+    def _rollouts(self, batch: list[PromptInput], n: int):
+        """(generated tokens, attention mask over prompt and response) of ``n`` responses per
+        prompt of ``batch``, sampled from the policy; (None, None) when stopped meanwhile."""
+        with self.models.use(POLICY):
+            out = generate_tokens(self.models.lm, [self.prompt_tokens[p.prompt_id] for p in batch],
+                                  n, self.sampling, derive_seed(self.cfg.seed, self.step, 0),
+                                  self.stop)
+        if self.stop.requested:
+            return None, None
+        seq, width = out.sequences, out.prompt_width
+        columns = torch.arange(width, device=seq.device)
+        lengths = torch.tensor(out.prompt_lengths, device=seq.device).repeat_interleave(n)
+        prompt_mask = columns[None, :] >= (width - lengths)[:, None]
+        return out, torch.cat([prompt_mask, out.completion_mask], dim=1).long()
 
     def _score(self, seq, attention, width):
         """Reward, policy (old) and reference log-probs and values (None without a value

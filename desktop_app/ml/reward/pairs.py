@@ -110,6 +110,24 @@ class Split:
                 [by_id[i] for i in self.val_ids if i in by_id])
 
 
+def saved_split(store: Store, run_dir: Path, run_id: int,
+                error: type[UserError] = RewardTrainingError
+                ) -> tuple[list[PairExample], list[PairExample]]:
+    """The training and validation pairs of run ``run_id`` (its ``split.json``), for a resume:
+    every row, ties included (the split names the pairs, whatever the tie setting). ``error``
+    says the run cannot be resumed when the file is unreadable or its judgments changed."""
+    try:
+        split = Split.load(run_dir / "split.json")
+    except (OSError, ValueError, KeyError) as exc:
+        raise error(f"Run {run_id} cannot be resumed: its split.json is missing or "
+                    "unreadable.") from exc
+    train, val = split.select(preference_examples(store.preference_rows(), "equal"))
+    if fingerprint(train + val) != split.digest:
+        raise error(f"Run {run_id} cannot be resumed: some of its judgments were deleted or "
+                    "changed since it started.")
+    return train, val
+
+
 # ---- data check ------------------------------------------------------------------------------
 
 def check_reward_data(store: Store, cfg: RewardConfig) -> dict:

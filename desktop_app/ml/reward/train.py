@@ -27,14 +27,13 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from desktop_app.core.config import RewardConfig
-from desktop_app.core.data.store import Store
 from desktop_app.core.events import Emit, Log, StopToken, ignore
 from desktop_app.core.runs.lineage import policy_runs_in_data
 from desktop_app.core.runs.record import RunKind, RunStatus
@@ -48,12 +47,11 @@ from desktop_app.ml.reward.model import (
     rewards,
 )
 from desktop_app.ml.reward.pairs import (
-    PairExample,
     RewardTrainingError,
     Split,
     check_reward_data,
-    fingerprint,
     preference_examples,
+    saved_split,
     split_by_prompt,
 )
 from desktop_app.ml.training.files import memory_gib
@@ -65,6 +63,7 @@ from desktop_app.ml.training.optim import (
     learning_rate,
     resolve_precision,
 )
+from desktop_app.ml.training.window import LogWindow
 
 
 @dataclass
@@ -141,36 +140,6 @@ class PairStats:
                 "reward_mean": mean, "reward_std": std}
 
 
-@dataclass
-class _Window:
-    """Sums since the last log, turned into averages when logged. Saved in checkpoints, so a
-    resume logs exactly what an uninterrupted run would have."""
-
-    steps: int = 0
-    stats: PairStats = field(default_factory=PairStats)
-    lr: float = 0.0
-    grad_norm: float = 0.0
-    grad_steps: int = 0
-    seconds: float = 0.0  # not saved: wall time does not resume
-
-    def add(self, stats: PairStats, lr: float, grad_norm: float, seconds: float) -> None:
-        self.steps += 1
-        self.stats = self.stats + stats
-        self.lr += lr
-        if math.isfinite(grad_norm):  # an fp16 overflow step (skipped by the scaler)
-            self.grad_norm += grad_norm
-            self.grad_steps += 1
-        self.seconds += seconds
-
-    def state(self) -> dict:
-        return {"steps": self.steps, "stats": list(astuple(self.stats)), "lr": self.lr,
-                "grad_norm": self.grad_norm, "grad_steps": self.grad_steps}
-
-    @classmethod
-    def from_state(cls, w: dict) -> "_Window":
-        return cls(w["steps"], PairStats(*w["stats"]), w["lr"], w["grad_norm"], w["grad_steps"])
-
-
 class RewardTrainer(Trainer):
     kind = RunKind.REWARD
     config_type = RewardConfig
@@ -188,7 +157,7 @@ class RewardTrainer(Trainer):
         cfg, store = self.cfg, self.store
         # Data. A new run splits the judgments now; a resume takes its run's saved split.
         if resumed is not None:
-            train, val = _saved_split(store, resumed.run.folder(self.workspace.runs_dir),
+            train, val = saved_split(store, resumed.run.folder(self.workspace.runs_dir),
                                       resumed.run.id)
         else:
             check_reward_data(store, cfg)
@@ -236,7 +205,7 @@ class RewardTrainer(Trainer):
         self.batches_per_epoch = math.ceil(len(self.train) / cfg.batch_size)
         self.total_steps = max(1, math.ceil(cfg.epochs * self.batches_per_epoch / cfg.grad_accum))
         self._order_epoch, self._order = -1, []
-        self.window, self.last_eval = _Window(), None
+        self.window, self.last_eval = LogWindow.empty(PairStats), None
         self.session_pairs, self.session_seconds = 0, 0.0
         # Lineage: the PPO runs whose policies generated pairs in this data; the newest is the
         # parent (round k's reward model learns from round k-1's policy).
@@ -318,7 +287,7 @@ class RewardTrainer(Trainer):
         return self._order[position * size:(position + 1) * size]
 
     def _window_metrics(self) -> dict[str, float]:
-        w, self.window = self.window, _Window()
+        w, self.window = self.window, LogWindow.empty(PairStats)
         values = {f"train/{k}": v for k, v in w.stats.summary().items() if v is not None}
         values["train/lr"] = w.lr / w.steps
         if w.grad_steps:
@@ -369,7 +338,7 @@ class RewardTrainer(Trainer):
                 "window": self.window.state()}
 
     def load_checkpoint_state(self, state: dict) -> None:
-        self.window = _Window.from_state(state["window"])
+        self.window = LogWindow.from_state(state["window"], PairStats)
 
     def save_checkpoint_files(self, folder: Path) -> None:
         self.model.save_pretrained(folder / "adapter")  # read back by prepare on resume
@@ -402,21 +371,6 @@ class RewardTrainer(Trainer):
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-def _saved_split(store: Store, run_dir: Path,
-                 run_id: int) -> tuple[list[PairExample], list[PairExample]]:
-    try:
-        split = Split.load(run_dir / "split.json")
-    except (OSError, ValueError, KeyError) as exc:
-        raise RewardTrainingError(f"Run {run_id} cannot be resumed: its split.json is missing "
-                                  "or unreadable.") from exc
-    # Every row, ties included: the split names the pairs, whatever the tie setting.
-    train, val = split.select(preference_examples(store.preference_rows(), "equal"))
-    if fingerprint(train + val) != split.digest:
-        raise RewardTrainingError(f"Run {run_id} cannot be resumed: some of its judgments were "
-                                  "deleted or changed since it started.")
-    return train, val
-
 
 def _batch_sums(losses: torch.Tensor, rc: torch.Tensor, rr: torch.Tensor,
                 tie: torch.Tensor) -> torch.Tensor:

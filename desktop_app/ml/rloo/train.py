@@ -33,7 +33,6 @@ from desktop_app.core.config import RLOOConfig
 from desktop_app.core.events import Emit, StopToken, ignore
 from desktop_app.core.runs.record import RunKind
 from desktop_app.core.runs.session import GuardRail
-from desktop_app.ml.generation.sampling import derive_seed, generate_tokens
 from desktop_app.ml.ppo import algorithm as core
 from desktop_app.ml.ppo.models import POLICY
 from desktop_app.ml.ppo.train import PPOResult, PPOTrainer, _Rollout
@@ -82,20 +81,14 @@ class RLOOTrainer(PPOTrainer):
                 f"{self.reward_run_id}.")
 
     def train_step(self) -> dict[str, float] | None:
-        cfg, models, k = self.cfg, self.models, self.cfg.k
+        cfg, k = self.cfg, self.cfg.k
         # a. Rollouts: k responses per prompt, side by side.
         t0 = time.perf_counter()
         batch = self._prompt_batch(self.step)
-        with models.use(POLICY):
-            out = generate_tokens(models.lm, [self.prompt_tokens[p.prompt_id] for p in batch], k,
-                                  self.sampling, derive_seed(cfg.seed, self.step, 0), self.stop)
-        if self.stop.requested:
+        out, attention = self._rollouts(batch, k)
+        if out is None:
             return None
         seq, width, mask = out.sequences, out.prompt_width, out.completion_mask
-        columns = torch.arange(width, device=seq.device)
-        lengths = torch.tensor(out.prompt_lengths, device=seq.device).repeat_interleave(k)
-        prompt_mask = columns[None, :] >= (width - lengths)[:, None]
-        attention = torch.cat([prompt_mask, mask], dim=1).long()
         t1 = time.perf_counter()
 
         # b. Scores, old and reference log-probs (no gradients); sequence rewards; advantages.
