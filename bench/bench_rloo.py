@@ -21,15 +21,18 @@ Prints one line per run as it ends, then one table (PPO, RLOO rloo, RLOO grpo; m
 seeds, memory as the median, gain per minute for each seed as well) with RLOO/PPO ratios, and
 writes every run's figures as JSON (--out).
 
-The task, by default, is the learning tests' marker task (tests/ml/marker_task.py), built afresh
-for each seed: a tiny GPT-2 and a reward model that prefers responses saying "cat". It uses the
-task's PPO and RLOO settings (max new tokens, learning rate, LoRA rank, mini-batch size, KL and
-score clip, all the same for both), except that each trainer keeps its own number of update
-epochs over a batch, PPO 4 and RLOO 2, as their defaults do; --ppo-epochs sets both. The base
-model is near-uniform over its words and rarely says "cat", so within a few dozen steps a
-method may or may not find it on a given seed: read the gain per seed, not only the mean.
+The task, by default, is the RLOO learning test's (tests/ml/marker_task.py, preference
+"short"), built afresh for each seed: a tiny GPT-2 and a reward model that prefers the shorter
+response. Both trainers get the RLOO test's settings (max new tokens, learning rate, LoRA
+rank, mini-batch size, KL coefficient, score clip and missing-EOS penalty), except that each
+keeps its own number of update epochs over a batch, PPO 4 and RLOO 2, as their defaults do;
+--ppo-epochs sets both. --task marker builds the PPO tests' task instead (the response with
+"cat" wins): its base is near-uniform and rarely says "cat", so a group method may or may not
+find the word within a few dozen steps on a given seed; read the gain per seed, not only the
+mean.
 
     python bench/bench_rloo.py [--seeds 3] [--steps 40] [--batch-size 32] [--k 4]
+                               [--task short|marker]
                                [--ppo-epochs N] [--lr X] [--max-new-tokens N]
                                [--mini-batch-size N] [--lora-r N]
                                [--workspace WS --model DIR --reward RUN_ID] [--out FILE.json]
@@ -62,7 +65,8 @@ TIMES = ("time/generation_s", "time/scoring_s", "time/optimization_s")
 METHODS = [("PPO", "train-ppo", []),
            ("RLOO rloo", "train-rloo", ["--advantage", "rloo"]),
            ("RLOO grpo", "train-rloo", ["--advantage", "grpo"])]
-# The marker task's settings both trainers share; batch size, k, steps and epochs are set here.
+# The RLOO test's settings (tests/ml/marker_task.py) both trainers share; batch size, k, steps
+# and epochs are set here.
 SHARED = ("mini_batch_size", "lr", "max_new_tokens", "kl_coef", "lora_r", "lora_alpha",
           "sample_every", "score_clip", "missing_eos_penalty", "max_kl")
 
@@ -92,7 +96,7 @@ import json, sys
 from pathlib import Path
 sys.path[:0] = json.loads(sys.argv[3])
 from marker_task import PPO, RLOO, build_task
-task = build_task(Path(sys.argv[1]), int(sys.argv[2]))
+task = build_task(Path(sys.argv[1]), int(sys.argv[2]), prefer=sys.argv[4])
 print(json.dumps({"ws": str(task["ws"].root), "base": str(task["base"]),
                   "reward": task["reward"].run_id, "accuracy": task["reward"].val_accuracy,
                   "PPO": PPO, "RLOO": RLOO}))
@@ -160,11 +164,13 @@ def measure(name: str, command: str, options: list[str], ws: Path, seed: int,
             "gain_per_step_min": gain / (step_s / 60) if gain is not None and step_s else None}
 
 
-def build_task(root: Path, seed: int) -> dict:
-    """The marker task for ``seed`` under ``root``, built in a child process (see BUILD):
-    the workspace, base model and reward run, and the task's PPO and RLOO settings."""
+def build_task(root: Path, seed: int, prefer: str) -> dict:
+    """The marker task with preference ``prefer`` for ``seed`` under ``root``, built in a child
+    process (see BUILD): the workspace, base model and reward run, and the task's PPO and RLOO
+    settings."""
     tests = [str(ROOT / "tests"), str(ROOT / "tests" / "ml")]
-    proc = subprocess.run([sys.executable, "-c", BUILD, str(root), str(seed), json.dumps(tests)],
+    proc = subprocess.run([sys.executable, "-c", BUILD, str(root), str(seed), json.dumps(tests),
+                           prefer],
                           cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode:
         raise SystemExit(f"building the marker task (seed {seed}) failed:\n"
@@ -175,7 +181,7 @@ def build_task(root: Path, seed: int) -> dict:
 def method_options(opts, marker: dict | None) -> dict[str, list[str]]:
     """Each method's options: the same rollouts per step and shared settings for all three;
     each keeps its own update epochs unless --ppo-epochs says otherwise."""
-    shared = {name: marker["PPO"][name] for name in SHARED} if marker else {}
+    shared = {name: marker["RLOO"][name] for name in SHARED} if marker else {}
     for name in ("lr", "max_new_tokens", "lora_r", "mini_batch_size"):
         if getattr(opts, name) is not None:
             shared[name] = getattr(opts, name)
@@ -287,6 +293,8 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--mini-batch-size", type=int, default=None)
     parser.add_argument("--lora-r", type=int, default=None)
+    parser.add_argument("--task", choices=["short", "marker"], default="short",
+                        help="the marker task's preference (tests/ml/marker_task.py)")
     parser.add_argument("--workspace", type=Path, help="an existing workspace (with --model, "
                                                        "--reward) instead of the marker task")
     parser.add_argument("--model", type=Path, help="its base model folder")
@@ -306,7 +314,7 @@ def main() -> int:
         for seed in range(opts.seeds):
             if marker:
                 started = time.perf_counter()
-                task = build_task(Path(tmp) / f"seed-{seed}", seed)
+                task = build_task(Path(tmp) / f"seed-{seed}", seed, opts.task)
                 ws, base, reward = Path(task["ws"]), Path(task["base"]), task["reward"]
                 options = options or method_options(opts, task)
                 print(f"seed {seed}: task built in {time.perf_counter() - started:.0f} s "

@@ -1,15 +1,16 @@
 """How much the learning tests' outcomes vary from seed to seed: where their thresholds come from.
 
 The learning tests (tests/ml/reward/test_reward_train.py, tests/ml/ppo/test_ppo_train.py,
-tests/ml/dpo/test_dpo_train.py) each
-run one seed. A threshold that holds for that seed can still be luck; one far below what every seed
-reaches tests nothing. This runs the same tasks over many seeds and prints each outcome's mean,
+tests/ml/dpo/test_dpo_train.py, tests/ml/rloo/test_rloo_train.py) each run one seed. A
+threshold that holds for that seed can still be luck; one far below what every seed reaches
+tests nothing. This runs the same tasks over many seeds and prints each outcome's mean,
 standard deviation and minimum, so a threshold can sit clearly below the worst seed and clearly
 above "did not learn". Rerun it after `make lock` and update the figures in the tests' comments.
 
     .venv/bin/python bench/learning_spread.py reward --seeds 20     # ~2 min on 2 cores
     .venv/bin/python bench/learning_spread.py ppo --seeds 20        # ~10 min on 2 cores
     .venv/bin/python bench/learning_spread.py dpo --seeds 20        # ~8 min on 2 cores
+    .venv/bin/python bench/learning_spread.py rloo --seeds 20       # ~12 min on 2 cores
 """
 
 from __future__ import annotations
@@ -137,12 +138,47 @@ def dpo_spread(seeds: int) -> None:
         print(summary(key, values))
 
 
+def rloo_spread(seeds: int) -> None:
+    """test_rloo_train's task ("short": the shorter response wins): RLOO and GRPO should raise
+    the reward model's score on held-out prompts above the base's, shorten the responses, and
+    keep KL finite."""
+    from marker_task import build_task, compare_with_base, run_rloo
+
+    from desktop_app.core.events import Metric
+
+    rows: dict[str, list[float]] = {}
+    for seed in range(seeds):
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            task = build_task(Path(tmp), seed, prefer="short")
+            values = {"reward val_accuracy": task["reward"].val_accuracy}
+            for advantage in ("rloo", "grpo"):
+                events: list = []
+                result = run_rloo(task, emit=events.append, advantage=advantage)
+                kl = [e.value for e in events
+                      if isinstance(e, Metric) and e.name == "objective/kl"]
+                numbers = compare_with_base(task, result.artifact)
+                values |= {
+                    f"{advantage} score gain": numbers["tuned_score"] - numbers["base_score"],
+                    f"{advantage} length ratio": numbers["tuned_length"]
+                    / max(numbers["base_length"], 1e-9),
+                    f"{advantage} max KL": max(kl)}
+        for key, value in values.items():
+            rows.setdefault(key, []).append(value)
+        print(f"seed {seed:2d} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items())
+              + f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    print()
+    for key, values in rows.items():
+        print(summary(key, values))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task", choices=["reward", "ppo", "dpo"])
+    parser.add_argument("task", choices=["reward", "ppo", "dpo", "rloo"])
     parser.add_argument("--seeds", type=int, default=20)
     args = parser.parse_args()
-    {"reward": reward_spread, "ppo": ppo_spread, "dpo": dpo_spread}[args.task](args.seeds)
+    {"reward": reward_spread, "ppo": ppo_spread, "dpo": dpo_spread,
+     "rloo": rloo_spread}[args.task](args.seeds)
 
 
 if __name__ == "__main__":

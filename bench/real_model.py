@@ -17,17 +17,19 @@ RSS from os.wait4), with --quantize passed to every model stage:
                  (default) prefers the shorter response when the lengths differ by a fifth or
                  more; "list" prefers the one with a numbered list; otherwise a tie
   train-reward   a small LoRA reward model on those judgments
-  train-ppo      a few PPO steps against it
-  evaluate       --auto (the reward model judges) the PPO policy against the base on 20
-                 held-out prompts
-Prints one table (seconds, peak RSS, notes: tokens/s, validation accuracy, PPO score and KL,
-win rate) and whether the rule's rate moved: the share of the tuned policy's evaluation
-responses with the rule's property (at most 60 words; a numbered list) against the base's, on
-the same prompts and seeds.
+  train-ppo      a few PPO steps against it                               } each method of
+  train-rloo     as many RLOO steps (k = 4), the same rollouts per step   } --methods
+  train-dpo      DPO straight from the judgments (no reward model)        } (default all
+  evaluate-M     --auto (the reward model judges) method M's policy       }  three)
+                 against the base on 20 held-out prompts
+Prints one table (seconds, peak RSS, notes: tokens/s, validation accuracy, score and KL, DPO's
+implicit-reward accuracy, win rate) and, for each method, whether the rule's rate moved: the
+share of the tuned policy's evaluation responses with the rule's property (at most 60 words; a
+numbered list) against the base's, on the same prompts and seeds.
 It is not part of the test suite.
 
     python bench/real_model.py [--quantize none|4bit] [--rule concise|list] [--gen-tokens N]
-                               [--steps N] [--ppo-epochs N]
+                               [--methods ppo,rloo,dpo] [--steps N] [--ppo-epochs N]
                                [--eval-tokens N] [--cache DIR] [--workspace DIR] [--keep]
                                [--out FILE.json]
 
@@ -267,6 +269,36 @@ def newest_reward_run(ws: Path) -> int | None:
     return runs[-1].id if runs else None
 
 
+# Each policy method's training options (beyond --model and the quantisation), the notes its
+# stage prints and the figures kept from its JSON result. PPO and RLOO get the same rollouts a
+# step (8 responses; RLOO's are 4 to each of 2 prompts); DPO two epochs over the judgments.
+METHODS = {
+    "ppo": lambda opts, reward: ["--reward", str(reward), "--steps", str(opts.steps),
+                                 "--batch-size", "8", "--mini-batch-size", "4",
+                                 "--ppo-epochs", str(opts.ppo_epochs), "--max-new-tokens", "48",
+                                 "--checkpoint-every", "1000"],
+    "rloo": lambda opts, reward: ["--reward", str(reward), "--steps", str(opts.steps),
+                                  "--batch-size", "8", "--k", "4", "--mini-batch-size", "4",
+                                  "--max-new-tokens", "48", "--checkpoint-every", "1000"],
+    "dpo": lambda opts, reward: ["--epochs", "2", "--batch-size", "4", "--max-length", "256",
+                                 "--min-pairs", "2", "--val-fraction", "0.2",
+                                 "--eval-every", "1000", "--checkpoint-every", "1000"],
+}
+RESULT_KEYS = {"ppo": ("score_first", "score_last", "kl"),
+               "rloo": ("score_first", "score_last", "kl"),
+               "dpo": ("val_accuracy", "val_margin")}
+
+
+def _policy_notes(r: dict) -> str:
+    return (f"score {fmt(r['score_first'])} → {fmt(r['score_last'])}, "
+            f"KL {fmt(r['kl'], 3)}")
+
+
+NOTES = {"ppo": _policy_notes, "rloo": _policy_notes,
+         "dpo": lambda r: f"val implicit-reward accuracy {fmt(r['val_accuracy'])}, "
+                          f"margin {fmt(r['val_margin'])}"}
+
+
 def fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -281,7 +313,11 @@ def main() -> int:
                         help="the scripted judge's rule (default concise; see RULES)")
     parser.add_argument("--gen-tokens", type=int, default=96,
                         help="longest training response, in tokens (default 96)")
-    parser.add_argument("--steps", type=int, default=6, help="PPO steps (default 6)")
+    parser.add_argument("--methods", default="ppo,rloo,dpo",
+                        help="the policy methods to train and evaluate, comma-separated "
+                             "(default ppo,rloo,dpo)")
+    parser.add_argument("--steps", type=int, default=6,
+                        help="PPO and RLOO steps (default 6)")
     parser.add_argument("--ppo-epochs", type=int, default=4,
                         help="PPO epochs over each batch (default 4, the app's)")
     parser.add_argument("--eval-tokens", type=int, default=96,
@@ -293,6 +329,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
     opts = parser.parse_args()
+    methods = [m.strip() for m in opts.methods.split(",") if m.strip()]
+    if not methods or set(methods) - set(METHODS):
+        parser.error(f"--methods takes some of {', '.join(METHODS)}")
 
     tmp = Path(tempfile.mkdtemp(prefix="rlhf-bench-real-"))
     ws = opts.workspace or tmp / "workspace"
@@ -375,31 +414,31 @@ def main() -> int:
                                      f"{r['samples_per_s']:.2f} pairs/s")
         figures["reward_val_accuracy"] = reward["val_accuracy"]
 
-        ppo = stage("train-ppo", ["train-ppo", "--model", model, *quant,
-                                  "--reward", str(reward["run_id"]), "--steps", str(opts.steps),
-                                  "--batch-size", "8", "--mini-batch-size", "4",
-                                  "--ppo-epochs", str(opts.ppo_epochs),
-                                  "--max-new-tokens", "48", "--checkpoint-every", "1000"],
-                    lambda r: f"score {fmt(r['score_first'])} → {fmt(r['score_last'])}, "
-                              f"KL {fmt(r['kl'], 3)}")
-        figures["ppo"] = {k: ppo[k] for k in ("score_first", "score_last", "kl")}
+        # Each method's policy, then its evaluation against the base on the held-out prompts.
+        for method in methods:
+            trained = stage(f"train-{method}", [f"train-{method}", "--model", model, *quant,
+                                                *METHODS[method](opts, reward["run_id"])],
+                            NOTES[method])
+            figures[method] = {k: trained.get(k) for k in RESULT_KEYS[method]}
+            ev = stage(f"evaluate-{method}",
+                       ["evaluate", "--auto", "--a", str(trained["run_id"]), "--b", "base",
+                        *quant, "--reward", str(reward["run_id"]),
+                        "--prompts", str(held_out_file),
+                        "--max-prompts", str(len(HELD_OUT_PROMPTS)),
+                        "--max-new-tokens", str(opts.eval_tokens), "--seed", "0"],
+                       lambda r: f"win rate {fmt(r['win_rate'])} "
+                                 f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}], n {r['n']}")
+            figures[method]["eval"] = {k: ev[k] for k in ("win_rate", "ci_low", "ci_high", "n")}
 
-        ev = stage("evaluate", ["evaluate", "--auto", "--a", str(ppo["run_id"]), "--b", "base",
-                                *quant, "--prompts", str(held_out_file), "--max-prompts",
-                                str(len(HELD_OUT_PROMPTS)), "--max-new-tokens",
-                                str(opts.eval_tokens), "--seed", "0"],
-                   lambda r: f"win rate {fmt(r['win_rate'])} "
-                             f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}], n {r['n']}")
-        figures["eval"] = {k: ev[k] for k in ("win_rate", "ci_low", "ci_high", "n")}
-
-        # The rule's rate on the evaluation responses: A is the tuned policy, B the base.
-        from desktop_app.core.runs.record import run_dir
-        rows = [json.loads(line) for line in
-                (run_dir(ws / "runs", ev["run_id"], "eval") / "results.jsonl").read_text()
-                .splitlines() if line.strip()]
-        tuned = rate([r["response_a"] for r in rows], has_property)
-        base = rate([r["response_b"] for r in rows], has_property)
-        figures["rule_rate"] = {"base": base, "tuned": tuned, "prompts": len(rows)}
+            # The rule's rate on the evaluation responses: A is the tuned policy, B the base.
+            from desktop_app.core.runs.record import run_dir
+            rows = [json.loads(line) for line in
+                    (run_dir(ws / "runs", ev["run_id"], "eval") / "results.jsonl").read_text()
+                    .splitlines() if line.strip()]
+            figures[method]["rule_rate"] = {
+                "base": rate([r["response_b"] for r in rows], has_property),
+                "tuned": rate([r["response_a"] for r in rows], has_property),
+                "prompts": len(rows)}
     finally:
         if opts.keep or opts.workspace:
             print(f"kept: workspace {ws}, logs {logs}")
@@ -418,12 +457,13 @@ def main() -> int:
           f"{opts.gen_tokens} tokens "
           f"(the rest ended with EOS), "
           f"{r['leaked_markup']} with chat-template markup in the text")
-    rr = figures["rule_rate"]
-    moved = ("up" if rr["tuned"] > rr["base"] else "down" if rr["tuned"] < rr["base"]
-             else "unchanged")
-    print(f"rule {opts.rule}: responses that {property_name}, on {rr['prompts']} held-out "
-          f"prompts: base {rr['base']:.0%}, "
-          f"tuned {rr['tuned']:.0%} ({moved})")
+    for method in methods:
+        rr = figures[method]["rule_rate"]
+        moved = ("up" if rr["tuned"] > rr["base"] else "down" if rr["tuned"] < rr["base"]
+                 else "unchanged")
+        print(f"{method.upper()}, rule {opts.rule}: responses that {property_name}, on "
+              f"{rr['prompts']} held-out prompts: base {rr['base']:.0%}, "
+              f"tuned {rr['tuned']:.0%} ({moved})")
     if opts.out:
         figures["stages"] = [s.__dict__ for s in stages]
         opts.out.write_text(json.dumps(figures, indent=1))

@@ -127,6 +127,14 @@ def gpt2_policy_dir(models_dir, gpt2_dir) -> Path:
 @pytest.fixture(scope="session")
 def marker_task(tmp_path_factory):
     """The synthetic RLHF task of tests/ml/marker_task.py (seed 0): base model, judged pairs
-    and a trained reward model, built once for the PPO and RLOO tests (about 40 s)."""
+    and a trained reward model, built once for the PPO tests (about 10 s)."""
     from marker_task import build_task
     return build_task(tmp_path_factory.mktemp("marker-task"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def short_task(tmp_path_factory):
+    """The same task with the "short" preference (the shorter response wins), built once for
+    the RLOO tests (about 10 s)."""
+    from marker_task import build_task
+    return build_task(tmp_path_factory.mktemp("short-task"), seed=0, prefer="short")

@@ -1,11 +1,21 @@
-"""The synthetic RLHF task the PPO tests learn on, and how far a tuned policy has come on it.
+"""The synthetic RLHF task the policy tests learn on, and how far a tuned policy has come on it.
 
-A tiny GPT-2 is taught to babble a few words, so it says "cat" now and then. Pairs of its own
-samples are judged so that the response with "cat" wins; a reward model learns that, and PPO
-should then make the policy say "cat" more often. Everything is seeded, and everything that
-says "it learned" compares the tuned policy with the base model *measured in the same run*, on
-the same prompts with the same sampling seed: a dependency release that makes the models learn
-faster or slower moves both sides, not the comparison.
+A tiny GPT-2 is taught to babble a few words. Pairs of its own samples are judged by one of two
+preferences, a reward model learns that, and the policy is tuned against it:
+
+    marker  the response with "cat" wins (PPO, DPO). The base is trained only a little (100
+            steps) and is near-uniform: it hardly ever says "cat" by itself, so the tuned policy
+            must find it.
+    short   the shorter response wins (RLOO, GRPO). A group method learns only from reward
+            differences *within* its k responses to a prompt, and on the marker task the
+            reward model gives every response without "cat" the same score to 1e-4: RLOO found
+            the word in 1 run of 3. So this base is trained longer (300 steps): it says the
+            words and stops at varied lengths, and the groups' rewards differ from step one.
+
+Everything is seeded, and everything that says "it learned" compares the tuned policy with the
+base model *measured in the same run*, on the same prompts with the same sampling seed: a
+dependency release that makes the models learn faster or slower moves both sides, not the
+comparison.
 
 ``bench/learning_spread.py`` runs this task over many seeds to set the tests' thresholds.
 """
@@ -45,11 +55,14 @@ REWARD = dict(epochs=4.0, lr=1e-2, batch_size=8, lora_r=8, lora_alpha=16, max_le
 PPO = dict(steps=40, batch_size=32, mini_batch_size=8, ppo_epochs=4, lr=2e-3, max_new_tokens=10,
            kl_coef=0.05, lora_r=8, lora_alpha=16, sample_every=10, score_clip=3.0,
            missing_eos_penalty=0.0, checkpoint_every=1000, max_kl=200.0)
-# RLOO: the same 32 rollouts a step as PPO (8 prompts x k = 4), no value model, 2 update
-# epochs over them.
+# RLOO (on the "short" task): the same 32 rollouts a step as PPO (8 prompts x k = 4), no value
+# model, 2 update epochs over them. A response cut off at max_new_tokens loses 1 (in score
+# standard deviations): without that, on 2 seeds of 12 the policy learnt to run on to the limit,
+# which that seed's reward model happened to score high on the training prompts (it only ever
+# saw finished responses), and its held-out responses came out longer than the base's.
 RLOO = dict(steps=40, batch_size=32, k=4, mini_batch_size=8, ppo_epochs=2, lr=2e-3,
             max_new_tokens=10, kl_coef=0.05, lora_r=8, lora_alpha=16, sample_every=10,
-            score_clip=3.0, missing_eos_penalty=0.0, checkpoint_every=1000, max_kl=200.0)
+            score_clip=3.0, missing_eos_penalty=1.0, checkpoint_every=1000, max_kl=200.0)
 # DPO learns straight from the judged pairs (no reward model, no sampling): 4 epochs over the
 # ~96 training pairs, 48 steps in a few seconds.
 DPO = dict(epochs=4.0, lr=5e-3, batch_size=8, lora_r=8, lora_alpha=16, max_length=64, beta=0.1,
@@ -61,18 +74,23 @@ EVAL_PROMPTS = [f"Query {i}: tell me about the {w}" for i, w in
                 enumerate(w for w in WORDS * 8 if w != MARK)][:64]
 
 
-def build_task(root: Path, seed: int = 0, reward: bool = True) -> dict:
-    """The base model, a workspace of judged pairs and (unless ``reward`` is False: DPO needs
-    none) a trained reward model."""
+LM_STEPS = {"marker": 100, "short": 300}  # how long the base is trained, by preference
+
+
+def build_task(root: Path, seed: int = 0, reward: bool = True, prefer: str = "marker") -> dict:
+    """The base model, a workspace of pairs judged by ``prefer`` ("marker" or "short") and
+    (unless ``reward`` is False: DPO needs none) a trained reward model."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     corpus = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 6))) for _ in range(400)]
     tokenizer = train_tokenizer(corpus, vocab_size=300)
     model = build_tiny_model("gpt2", tokenizer, None, hidden=32, heads=2)
-    # Gently trained on purpose (lr 3e-3, 100 steps): it babbles the words and stops, and a
-    # reward model still learns on top of it. At lr 1e-2 (60 steps) the reward model learnt
-    # nothing for a third of the seeds (train loss stuck at log 2), at 200 steps worse still.
-    train_causal_lm(model, tokenizer, corpus, seconds=1e9, max_steps=100, seq_len=64, lr=3e-3)
+    # Gently trained on purpose for "marker" (lr 3e-3, 100 steps): it babbles the words and
+    # stops, and a reward model still learns "cat" on top of it. At lr 1e-2 (60 steps) that
+    # reward model learnt nothing for a third of the seeds (train loss stuck at log 2), at 200
+    # steps worse still. Response length, the "short" task's preference, survives 300 steps.
+    train_causal_lm(model, tokenizer, corpus, seconds=1e9, max_steps=LM_STEPS[prefer],
+                    seq_len=64, lr=3e-3)
     base = root / "base"
     model.save_pretrained(base)
     tokenizer.save_pretrained(base)
@@ -92,9 +110,15 @@ def build_task(root: Path, seed: int = 0, reward: bool = True) -> dict:
         rows = store.list_prompts()
         samples = sample_batch(base_lm, [PromptInput(r["id"], r["text"]) for r in rows], 4,
                                SAMPLING, seed=7 + seed)
-        pairs = [(r["id"], GenerationIn(with_marker(a.text), "m"), GenerationIn(b.text, "m"))
-                 for r, s in zip(rows, samples) for a, b in ((s[0], s[1]), (s[2], s[3]))
-                 if MARK not in b.text]
+        if prefer == "short":
+            pairs = [(r["id"], GenerationIn(min(a.text, b.text, key=len), "m"),
+                      GenerationIn(max(a.text, b.text, key=len), "m"))
+                     for r, s in zip(rows, samples) for a, b in ((s[0], s[1]), (s[2], s[3]))
+                     if len(a.text) != len(b.text)]
+        else:
+            pairs = [(r["id"], GenerationIn(with_marker(a.text), "m"), GenerationIn(b.text, "m"))
+                     for r, s in zip(rows, samples) for a, b in ((s[0], s[1]), (s[2], s[3]))
+                     if MARK not in b.text]
         for cid in store.add_pairs(pairs, rng=random.Random(seed)):
             store.judge(cid, "a")
     if reward:
@@ -142,7 +166,8 @@ def policy_responses(base: Path, adapter: str | None, n: int = len(EVAL_PROMPTS)
 
 def compare_with_base(task: dict, adapter: str) -> dict:
     """The tuned policy against the base on the evaluation prompts: the reward model's mean
-    normalised score of each, and how often each says the marker."""
+    normalised score of each, how often each says the marker, and each one's mean response
+    length in characters."""
     scorer = RewardScorer.load(task["base"], task["reward"].artifact, device="cpu")
     mean, std = scorer.stats["mean"], scorer.stats["std"] or 1.0
     out = {}
@@ -151,4 +176,5 @@ def compare_with_base(task: dict, adapter: str) -> dict:
         scores = [(scorer.score(p, [t])[0] - mean) / std for p, t in zip(EVAL_PROMPTS, texts)]
         out[f"{name}_score"] = sum(scores) / len(scores)
         out[f"{name}_rate"] = sum(MARK in t for t in texts) / len(texts)
+        out[f"{name}_length"] = sum(len(t) for t in texts) / len(texts)
     return out

@@ -30,8 +30,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:Fut
 
 @pytest.fixture(scope="module")
 def task(marker_task):
-    """The base model, a workspace of judged pairs and a trained reward model (seed 0), shared
-    with the RLOO tests."""
+    """The base model, a workspace of judged pairs and a trained reward model (seed 0)."""
     return marker_task
 
 

@@ -1,5 +1,6 @@
-"""PPO from the GUI: start on a finished reward model, charts and the sample table fill live,
-the run is stored under its reward run, and the tuned policy can generate the next round."""
+"""PPO and RLOO from the GUI: each starts from its tab of the Policy page on a finished reward
+model, charts and the sample table fill live, the run is stored under its reward run, and the
+tuned policy can generate the next round."""
 
 import pytest
 from PySide6.QtCore import Qt
@@ -9,10 +10,10 @@ from desktop_app.ml.reward.train import train_reward_model
 
 from ..training.test_reward_page import add_marker_judgments
 
-pytestmark = pytest.mark.slow  # trains a reward model, then PPO from the page
+pytestmark = pytest.mark.slow  # trains a reward model, then PPO and RLOO from the page
 
 
-def test_ppo_run_then_next_round(qtbot, window, workspace, store, tiny_chat_model):
+def test_ppo_and_rloo_runs_then_next_round(qtbot, window, workspace, store, tiny_chat_model):
     add_marker_judgments(store, n=24)
     reward = train_reward_model(workspace, RewardConfig(epochs=2, batch_size=8, max_length=64,
                                                         lora_r=4, min_pairs=8),
@@ -39,6 +40,26 @@ def test_ppo_run_then_next_round(qtbot, window, workspace, store, tiny_chat_mode
     run = store.get_run(result.run_id)
     assert run.kind == "ppo" and run.parent_run_id == reward.run_id
     assert "objective/kl" in store.final_metrics(result.run_id)
+
+    # RLOO from its own tab, against the same reward model.
+    window.policy_page.show_method("RLOO")
+    rloo = window.rloo_page
+    assert window.policy_page.stack.currentWidget() is rloo
+    rloo.set_base_model(str(tiny_chat_model))
+    rloo.refresh()
+    assert rloo.reward_box.currentData() == reward.run_id
+    cfg = rloo.form.value()
+    cfg.steps, cfg.batch_size, cfg.k, cfg.mini_batch_size, cfg.max_new_tokens = 2, 4, 2, 2, 8
+    rloo.form.set_value(cfg)
+    qtbot.mouseClick(rloo.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not rloo.run.running, timeout=300_000)
+    rloo_result = rloo.run.last_result
+    assert rloo_result is not None and rloo_result.status == "completed", rloo.run.status.text()
+    assert rloo.charts.points_received > 0 and rloo.samples.rowCount() > 0
+    run = store.get_run(rloo_result.run_id)
+    assert run.kind == "rloo" and run.parent_run_id == reward.run_id
+    assert "objective/group_reward_std" in store.final_metrics(rloo_result.run_id)
+    window.policy_page.show_method("PPO")
 
     # The next round: the tuned policy against the base (the answer to the main window's
     # question), each pair recorded with the adapter on the tuned side only.
