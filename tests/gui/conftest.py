@@ -1,4 +1,5 @@
 import os
+import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -10,11 +11,15 @@ LINES = ["Tell me about cats.", "Cats like to sleep in the sun.", "Write a poem 
 
 @pytest.fixture(autouse=True)
 def _delete_closed_widgets():
-    """pytest-qt closes each test's widgets and asks Qt to delete them later, but that happens
-    only once some later test runs an event loop: until then they pile up (thousands) and
-    slow down every test after them. Deleted here instead, after the test's own fixtures
-    have ended (jobs waited for)."""
+    """Stops the jobs a test left running, then deletes its closed widgets.
+
+    A job left running (a page's evaluation or playground job, say) would work on, and emit
+    into, the next test. pytest-qt closes each test's widgets and asks Qt to delete them later,
+    but that happens only once some later test runs an event loop: until then they pile up
+    (thousands) and slow down every test after them. Deleted here instead, after the test's
+    own fixtures have ended (jobs waited for)."""
     yield
+    stop_jobs()
     from PySide6.QtCore import QCoreApplication, QEvent
     if QCoreApplication.instance() is not None:
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
@@ -51,14 +56,25 @@ def open_main_window(qtbot, workspace, store):
     return win
 
 
+def stop_jobs(timeout: float = 120.0) -> None:
+    """Cancel every running job and wait until each has ended. A job ends on the UI thread
+    (its finishing signal is queued there), so this delivers events while it waits."""
+    from PySide6.QtCore import QCoreApplication
+
+    from desktop_app.gui.jobs import running_jobs
+    for job in running_jobs():
+        job.cancel()
+    deadline = time.monotonic() + timeout
+    while running_jobs() and time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        time.sleep(0.01)
+
+
 def close_main_window(win) -> None:
     win.close()
     # Closing leaves loading and scanning jobs behind (the app then ends its process); a test
     # process goes on, so it waits for them before Qt deletes their threads.
-    from desktop_app.gui.jobs import running_jobs
-    for job in running_jobs():
-        job.cancel()
-        job.wait(120_000)
+    stop_jobs()
 
 
 @pytest.fixture
