@@ -40,14 +40,18 @@ class CliError(UserError):
 # -- output helpers -----------------------------------------------------------------------
 
 class Output:
-    def __init__(self, as_json: bool):
+    def __init__(self, as_json: bool, quiet: bool = False):
         self.as_json = as_json
+        self.quiet = quiet  # a torchrun rank other than 0: rank 0 speaks for the job
 
     def info(self, text: str) -> None:
         """Human-readable lines; with --json they go to stderr so stdout stays parseable."""
-        print(text, file=sys.stderr if self.as_json else sys.stdout, flush=True)
+        if not self.quiet:
+            print(text, file=sys.stderr if self.as_json else sys.stdout, flush=True)
 
     def result(self, data: dict, text: str) -> None:
+        if self.quiet:
+            return
         if self.as_json:
             # Strict JSON: a NaN or infinity (a diverged metric, a config stored by an older
             # version) is written as null, never as the bare NaN that JSON parsers reject.
@@ -842,18 +846,24 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    rank = ""
     try:
         # Inside the handler: a failure while building the parser or printing --help is a
         # bug, but it must still end in one line, not a traceback.
         args = build_parser().parse_args(argv)
-        out = Output(bool(args.json))
+        quiet = False
+        if _under_torchrun():
+            from desktop_app.ml.training.distributed import init_from_env
+            ranks = init_from_env()
+            rank, quiet = f" (rank {ranks.rank})", not ranks.is_main
+        out = Output(bool(args.json), quiet=quiet)
         if args.smoke_test:
             from desktop_app.smoke import run_smoke_test
             return run_smoke_test(out.info)
         func = getattr(args, "func", cmd_gui)
         return func(args, out)
     except KeyboardInterrupt:
-        print("rlhf-desk: interrupted", file=sys.stderr)
+        print(f"rlhf-desk{rank}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns failures into a line
         if os.environ.get("RLHF_DESK_DEBUG"):
@@ -864,10 +874,20 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("rlhf-desk").error("failed", exc_info=True)
         from desktop_app.core.events import Cancelled
         if isinstance(exc, Cancelled):
-            print("rlhf-desk: cancelled", file=sys.stderr)
+            print(f"rlhf-desk{rank}: cancelled", file=sys.stderr)
             return 130
-        print(f"rlhf-desk: error: {_message(exc)}".splitlines()[0], file=sys.stderr)
+        print(f"rlhf-desk{rank}: error: {_message(exc)}".splitlines()[0], file=sys.stderr)
         return 1
+    finally:
+        if rank:
+            from desktop_app.ml.training.distributed import shutdown
+            shutdown()
+
+
+def _under_torchrun() -> bool:
+    """Started by torchrun with more than one process (its environment says so; checked
+    without importing torch, which most commands never need)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and "RANK" in os.environ
 
 
 def _message(exc: Exception) -> str:

@@ -186,6 +186,23 @@ class RunSession:
             self.finished = True
 
 
+class FollowerSession(RunSession):
+    """A run as a rank other than 0 sees it under torchrun: rank 0 writes the database and the
+    run folder; this one only knows the run's id and folder, and writes nothing."""
+
+    def __init__(self, runs_dir: str | Path, run_id: int, kind: RunKind):
+        super().__init__(None, runs_dir, run_id, kind)
+
+    def record(self, step: int, values: dict[str, float]) -> None:
+        return None
+
+    def wait_for_person(self, artifact: str | Path) -> None:
+        self.finished = True
+
+    def _end(self, status: RunStatus, **fields: Any) -> None:
+        self.finished = True
+
+
 def failure_message(exc: BaseException) -> str:
     """The one-line error a failed run records: a guard rail's or our own sentence as it is,
     a disk's failure explained, anything else named by its type."""

@@ -16,6 +16,11 @@ and reward_stats.json (reward mean/std over the training responses, for PPO norm
 
 The run's life (creating or resuming it, checkpoints, cancel, the end, failures) is the shared
 training loop's (``ml.training.loop``); this module supplies what is the reward model's own.
+
+Under torchrun each rank takes every N-th pair of each (global) micro-batch, divides its loss by
+the whole step's pair count and sums its statistics with the other ranks'
+(``ml.training.distributed``): the steps are those of one process with the same batch size and
+seed, so a run may even resume under a different number of processes.
 Too few judgments, an unusable model folder or a run that cannot be resumed raise a
 ``UserError`` before any run is created or reopened; once the run exists, a non-finite loss
 or a device out-of-memory ends it as "failed" and the job returns a ``RewardResult`` whose
@@ -54,6 +59,7 @@ from desktop_app.ml.reward.pairs import (
     saved_split,
     split_by_prompt,
 )
+from desktop_app.ml.training.distributed import world
 from desktop_app.ml.training.files import memory_gib
 from desktop_app.ml.training.loop import Trainer, train
 from desktop_app.ml.training.optim import (
@@ -150,6 +156,7 @@ class RewardTrainer(Trainer):
     checkpoint_parts = ("adapter",)
     progress_message = "Training reward model"
     finished_message = "Reward model trained"
+    distributed = True
 
     # ---- data and model ----------------------------------------------------------------------
 
@@ -196,6 +203,8 @@ class RewardTrainer(Trainer):
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(model.get_base_model())
         model.train()
+        self.world = world()
+        self.world.same_weights([p for _, p in named])  # one starting point on every rank
         self.optimiser = Optimiser(named, cfg, self.device, self.autocast_dtype)
 
         encoder = PairEncoder(self.tokenizer, cfg.max_length)
@@ -207,6 +216,7 @@ class RewardTrainer(Trainer):
         self._order_epoch, self._order = -1, []
         self.window, self.last_eval = LogWindow.empty(PairStats), None
         self.session_pairs, self.session_seconds = 0, 0.0
+        self.rank_pairs = 0  # training pairs this rank itself computed (its shard)
         # Lineage: the PPO runs whose policies generated pairs in this data; the newest is the
         # parent (round k's reward model learns from round k-1's policy).
         self.policy_runs = policy_runs_in_data(store) if resumed is None else []
@@ -222,9 +232,11 @@ class RewardTrainer(Trainer):
 
     def start_message(self) -> str:
         ties = sum(p.tie for p in self.train + self.val)
+        where = (f"{self.world.size} processes ({self.device} on rank 0)" if self.world.active
+                 else self.device)
         return (f"Reward run {self.run_id}: {len(self.train)} training pairs, {len(self.val)} "
                 f"validation pairs ({ties} ties), {self.truncated} truncated to "
-                f"{self.cfg.max_length} tokens; {self.total_steps} steps on {self.device}.")
+                f"{self.cfg.max_length} tokens; {self.total_steps} steps on {where}.")
 
     # ---- one step ----------------------------------------------------------------------------
 
@@ -240,14 +252,20 @@ class RewardTrainer(Trainer):
         step_pairs = sum(len(b) for b in batches)
         sums = torch.zeros(8, device=self.device)
         for indices in batches:
-            if self.stop.requested:
+            # Under torchrun the loop agrees on stopping between steps: a rank stopping alone
+            # here would leave the others waiting in the gradient sum.
+            if self.stop.requested and not self.world.active:
                 self.optimiser.adamw.zero_grad(set_to_none=True)
                 return None
-            pairs = [self.train[i] for i in indices]
+            pairs = [self.train[i] for i in self.world.shard(indices)]
+            if not pairs:  # a last micro-batch smaller than the number of ranks
+                continue
             losses, rc, rr, tie = self._losses(pairs)
             self.optimiser.backward(losses.sum() / step_pairs)
             sums += _batch_sums(losses.detach(), rc.detach(), rr.detach(), tie)
+            self.rank_pairs += len(pairs)
         grad_norm = self.optimiser.clip()
+        self.world.sum_(sums)
         # One device sync per step: every number the logs need, and the loss check.
         *values, norm = torch.cat([sums, grad_norm.reshape(1).to(sums.device)]).tolist()
         stats = PairStats(*values)
@@ -316,8 +334,11 @@ class RewardTrainer(Trainer):
         return values
 
     def _score_pairs(self, pairs: list[EncodedPair], check_stop: bool) -> PairStats | None:
-        """Summed statistics over ``pairs`` in eval mode (no dropout, no gradients)."""
+        """Summed statistics over ``pairs`` in eval mode (no dropout, no gradients); under
+        torchrun each rank scores its share and the sums are added up."""
         sums = torch.zeros(8, device=self.device)
+        pairs = self.world.shard(pairs)
+        check_stop = check_stop and not self.world.active  # see train_step
         self.model.eval()
         try:
             with torch.no_grad():
@@ -328,7 +349,7 @@ class RewardTrainer(Trainer):
                     sums += _batch_sums(losses, rc, rr, tie)
         finally:
             self.model.train()
-        return PairStats(*sums.tolist())
+        return PairStats(*self.world.sum_(sums).tolist())
 
     # ---- checkpoints and the end -------------------------------------------------------------
 
@@ -351,6 +372,12 @@ class RewardTrainer(Trainer):
     def after_artifact(self, run_folder: Path) -> None:
         """The reward statistics over the training responses, which PPO normalises with."""
         stats = self._score_pairs(self.train, check_stop=False)
+        if self.world.active:
+            shares = self.world.gather(self.rank_pairs)
+            self.emit(Log(f"Training pairs computed per rank this session: "
+                          f"{', '.join(map(str, shares))} (of {sum(shares)})."))
+        if not self.world.is_main:
+            return
         mean, std = stats.reward_mean_std()
         write_json(run_folder / "reward_stats.json",
                    {"mean": mean, "std": std, "responses": int(stats.rewards), "step": self.step})

@@ -16,6 +16,12 @@ freed either way.
 
 A method subclasses ``Trainer`` and supplies only what is its own; see docs/architecture.md
 ("Adding a training method").
+
+Under torchrun (``training.distributed``) every rank runs this same loop on its shard of the
+data: rank 0 alone creates or reopens the run, records metrics, writes checkpoints and the
+artifact and reports progress; the other ranks follow it (``FollowerSession``) and take part in
+the collectives. A stop request is agreed on by all ranks at each step boundary. Only methods
+that say ``distributed = True`` run there; the others refuse with one sentence.
 """
 
 from __future__ import annotations
@@ -35,12 +41,14 @@ from desktop_app.core.errors import UserError
 from desktop_app.core.events import Emit, Log, Progress, StopToken, ignore
 from desktop_app.core.runs.record import RunKind, RunStatus
 from desktop_app.core.runs.session import (
+    FollowerSession,
     GuardRail,
     Resumed,
     RunSession,
     is_disk_full,
 )
 from desktop_app.ml.models.loader import _first_line
+from desktop_app.ml.training.distributed import world
 from desktop_app.ml.training.files import is_oom, memory_gib, rng_state, set_rng_state, write_folder
 from desktop_app.ml.training.optim import Optimiser
 
@@ -64,6 +72,9 @@ class Trainer(ABC):
     checkpoint_parts: ClassVar[tuple[str, ...]]
     progress_message: ClassVar[str]   # "Training reward model"
     finished_message: ClassVar[str]   # "Reward model trained"
+    # True when the method shards its data by rank and divides its losses by the global
+    # batch, so that it trains under torchrun (``training.distributed``).
+    distributed: ClassVar[bool] = False
 
     device: str
     optimiser: Optimiser
@@ -139,7 +150,8 @@ class Trainer(ABC):
         return None
 
     def after_artifact(self, run_folder: Path) -> None:
-        """Anything saved beside the artifact (e.g. reward statistics)."""
+        """Anything saved beside the artifact (e.g. reward statistics). Called on every rank
+        under torchrun (it may take part in collectives); only rank 0 writes."""
         return None
 
     @abstractmethod
@@ -158,6 +170,12 @@ def train(trainer_type: type[Trainer], workspace, cfg: TrainingConfig | None, *,
     the config it was started with (``cfg`` is then ignored and may be None). ``inputs`` go
     to ``Trainer.prepare``. Opens its own Store: the GUI runs this on a worker thread."""
     stop = stop or StopToken()
+    ranks = world()
+    if ranks.active and not trainer_type.distributed:
+        raise TrainingSetupError(f"{trainer_type.kind.capitalized} training does not run under "
+                                 "torchrun yet; run it as one process.")
+    if not ranks.is_main:
+        emit = ignore  # rank 0 reports for the job
     store = Store(workspace.db_path)
     try:
         resumed = None
@@ -167,6 +185,7 @@ def train(trainer_type: type[Trainer], workspace, cfg: TrainingConfig | None, *,
             cfg = resumed.config(trainer_type.config_type)
         else:
             cfg.validate()
+        ranks.barrier()  # every rank has read the run before rank 0 reopens it
         trainer = trainer_type(workspace, store, cfg, emit, stop)
         if resumed is not None:
             trainer.run_id = resumed.run.id
@@ -183,6 +202,8 @@ class Loop:
 
     def __init__(self, trainer: Trainer):
         self.t = trainer
+        self.world = world()
+        self.main = self.world.is_main
         self.session: RunSession | None = None
         self.eval_pending = False
         self.session_steps, self.session_seconds = 0, 0.0
@@ -204,14 +225,21 @@ class Loop:
         runs_dir = t.workspace.runs_dir
         if resumed is not None:
             self._load_checkpoint(resumed.checkpoint)  # last: it restores the RNG state too
-            self.session = RunSession.reopen(t.store, runs_dir, resumed, t.step, t.emit)
+            self.session = (RunSession.reopen(t.store, runs_dir, resumed, t.step, t.emit)
+                            if self.main else FollowerSession(runs_dir, t.run_id, t.kind))
             t.emit(Log(f"Resuming {t.kind.noun} run {t.run_id} from step {t.step} of "
                        f"{t.total_steps}."))
-        else:
-            self.session = RunSession.start(t.store, runs_dir, t.kind, t.run_config(),
+        elif self.main:
+            config = t.run_config()
+            if self.world.active:
+                config["world_size"] = self.world.size
+            self.session = RunSession.start(t.store, runs_dir, t.kind, config,
                                             parent_run_id=t.parent_run_id, emit=t.emit,
                                             files=t.write_run_files)
-            t.run_id = self.session.run_id
+            t.run_id = self.world.from_main(self.session.run_id)
+        else:
+            t.run_id = self.world.from_main(None)
+            self.session = FollowerSession(runs_dir, t.run_id, t.kind)
         t.emit(Log(t.start_message()))
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -236,7 +264,9 @@ class Loop:
         while t.step < t.total_steps:
             started = time.perf_counter()
             rng = rng_state(t.device)  # a cancel mid-step resumes from the step's start
-            values = None if t.stop.requested else t.train_step()
+            stop = (self.world.any(t.stop.requested, t.device) if self.world.active
+                    else t.stop.requested)
+            values = None if stop else t.train_step()
             if values is None:
                 return self._cancel(rng)
             t.step += 1
@@ -274,8 +304,11 @@ class Loop:
 
     def _save_checkpoint(self, rng: dict) -> None:
         """Written to a temporary folder, then swapped in: a crash mid-write leaves the previous
-        checkpoint (``find_resumable`` also finds it as checkpoint.old)."""
+        checkpoint (``find_resumable`` also finds it as checkpoint.old). By rank 0 alone: every
+        rank holds the same trainable weights."""
         t = self.t
+        if not self.main:
+            return
 
         def write(tmp: Path) -> None:
             t.save_checkpoint_files(tmp)
@@ -319,9 +352,12 @@ class Loop:
     def _finish(self):
         t = self.t
         artifact = self.session.folder / t.artifact_name
-        write_folder(artifact, t.save_artifact)
+        if self.main:
+            write_folder(artifact, t.save_artifact)
         t.after_artifact(self.session.folder)
-        shutil.rmtree(self.session.folder / "checkpoint", ignore_errors=True)  # final now
+        if self.main:
+            shutil.rmtree(self.session.folder / "checkpoint", ignore_errors=True)  # final now
+        self.world.barrier()  # no rank reports the run done before rank 0 has written it
         self.session.finish(artifact)
         t.emit(Progress(t.step, t.total_steps, t.finished_message))
         result = t.result(RunStatus.COMPLETED, artifact=str(artifact))

@@ -13,6 +13,7 @@ import torch
 from desktop_app.core.config import TrainingConfig
 from desktop_app.core.errors import UserError
 from desktop_app.ml.models.device import DeviceChoice, pick_device
+from desktop_app.ml.training.distributed import device_for_rank, world
 
 
 class PrecisionError(UserError):
@@ -23,7 +24,7 @@ def resolve_precision(cfg: TrainingConfig) -> tuple[DeviceChoice, torch.dtype | 
     """Where to train, the dtype of the frozen base weights, and the autocast dtype (None for
     fp32). Half precision only on CUDA, where autocast runs it well; elsewhere all fp32."""
     try:
-        device = pick_device(cfg.device, "float32").device
+        device = device_for_rank(pick_device(cfg.device, "float32").device)
     except ValueError as exc:
         raise PrecisionError(str(exc)) from exc
     cuda = device.startswith("cuda")
@@ -60,7 +61,8 @@ def enable_gradient_checkpointing(base: torch.nn.Module) -> None:
 class Optimiser:
     """AdamW over ``params`` (fp32 master weights), clipped to ``cfg.max_grad_norm``, with a
     loss scaler when autocast runs in fp16. A step is ``backward`` (any number of times),
-    ``clip`` (the global gradient norm, for logs and checks), then ``apply``."""
+    ``clip`` (the global gradient norm, for logs and checks; under torchrun it first sums the
+    gradients over the ranks), then ``apply``."""
 
     def __init__(self, named: list[tuple[str, torch.nn.Parameter]], cfg: TrainingConfig,
                  device: str, autocast_dtype: torch.dtype | None):
@@ -80,6 +82,9 @@ class Optimiser:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
 
     def clip(self) -> torch.Tensor:
+        # Under torchrun: every rank's gradients, summed (each rank's loss was divided by the
+        # global batch), so every rank clips and steps the same.
+        world().sum_gradients(self.params)
         if self.scaler:
             self.scaler.unscale_(self.adamw)
         return torch.nn.utils.clip_grad_norm_(self.params, self.max_norm).detach().float()
