@@ -561,8 +561,9 @@ def _evaluation_lines(store, run: Run) -> list[str]:
 
 
 def _exit_status(result) -> int:
-    """0 for a completed run, 130 for a cancelled one, 1 (with the reason) for a failed one."""
-    if result.status == RunStatus.FAILED:
+    """0 for a completed run, 130 for a cancelled one, 1 (with the reason) for a failed or
+    interrupted one (another process of its torchrun job died)."""
+    if result.status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
         print(f"rlhf-desk: error: {result.error}", file=sys.stderr)
         return 1
     return 0 if result.status == RunStatus.COMPLETED else 130

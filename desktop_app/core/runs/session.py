@@ -168,6 +168,12 @@ class RunSession:
     def cancel(self, error: str | None = None) -> None:
         self._end(RunStatus.CANCELLED, error=error)
 
+    def interrupt(self, message: str) -> str:
+        """End the run as interrupted (another process of its job died): resumable from its
+        checkpoint, like a run whose own process died."""
+        self._end(RunStatus.INTERRUPTED, error=message)
+        return message
+
     def fail(self, exc: BaseException | str) -> str:
         """End the run as failed; returns the sentence recorded as its error."""
         message = exc if isinstance(exc, str) else failure_message(exc)

@@ -21,7 +21,9 @@ database, the run folder, checkpoints and artifacts, and prints the CLI's output
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,9 +31,38 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from desktop_app.core.errors import UserError
+
 # How long a collective waits for a rank that has died or hangs before the job ends (NCCL and
 # gloo both honour the process group's timeout). A step on a big model can take minutes.
 COLLECTIVE_TIMEOUT = timedelta(minutes=int(os.environ.get("RLHF_DESK_DIST_TIMEOUT_MIN", "10")))
+
+
+class RankLost(UserError):
+    """Another process of the torchrun job died or stopped answering: this one cannot go on.
+    The training loop ends the run as interrupted (resumable from its last checkpoint)."""
+
+
+def _collective(method):
+    """A collective that fails (a rank died: its connection reset; or hung: the timeout
+    passed) raises ``RankLost`` with one sentence instead of the backend's message."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except RankLost:
+            raise
+        except (RuntimeError, dist.DistError) as exc:
+            raise RankLost(f"Another process of this torchrun job (of {self.size}) stopped or "
+                           f"stopped answering, so rank {self.rank} cannot go on "
+                           f"({_cause(exc)}).") from exc
+    return wrapper
+
+
+def _cause(exc: BaseException) -> str:
+    """The backend's reason, short: its first sentence without the source-file prefix."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).strip().splitlines()[0] if str(exc) else "")
+    return (text.split(". ")[0] or type(exc).__name__)[:120]
 
 
 @dataclass(frozen=True)
@@ -53,12 +84,14 @@ class World:
         differ in length by at most one)."""
         return items[self.rank::self.size] if self.active else items
 
+    @_collective
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sums ``tensor`` over the ranks, in place; returns it."""
         if self.active:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    @_collective
     def any(self, flag: bool, device: str = "cpu") -> bool:
         """True on every rank when ``flag`` is True on any (a stop request, say)."""
         if not self.active:
@@ -67,6 +100,7 @@ class World:
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
 
+    @_collective
     def from_main(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank (a run id, a message)."""
         if not self.active:
@@ -75,6 +109,7 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    @_collective
     def gather(self, obj: Any) -> list:
         """Every rank's ``obj``, in rank order, on every rank."""
         if not self.active:
@@ -83,6 +118,7 @@ class World:
         dist.all_gather_object(out, obj)
         return out
 
+    @_collective
     def sum_gradients(self, params: list[torch.nn.Parameter]) -> None:
         """Sums the gradients of ``params`` over the ranks in one flat bucket. A parameter
         with no gradient on this rank counts as zeros, so every rank sends the same shape."""
@@ -97,6 +133,7 @@ class World:
             p.grad = flat[offset:offset + n].view_as(g).clone()
             offset += n
 
+    @_collective
     def same_weights(self, params: list[torch.nn.Parameter]) -> None:
         """Rank 0's values of ``params`` on every rank (the start of a run or a resume)."""
         if not self.active:
@@ -105,6 +142,7 @@ class World:
             for p in params:
                 dist.broadcast(p.data, src=0)
 
+    @_collective
     def barrier(self) -> None:
         if self.active:
             dist.barrier()

@@ -48,7 +48,7 @@ from desktop_app.core.runs.session import (
     is_disk_full,
 )
 from desktop_app.ml.models.loader import _first_line
-from desktop_app.ml.training.distributed import world
+from desktop_app.ml.training.distributed import RankLost, world
 from desktop_app.ml.training.files import is_oom, memory_gib, rng_state, set_rng_state, write_folder
 from desktop_app.ml.training.optim import Optimiser
 
@@ -249,9 +249,10 @@ class Loop:
             return self._run()
         except BaseException as exc:  # noqa: BLE001 - every way out leaves the run finished
             error = self._failure(exc)  # re-raises what is not a known way to fail
+            status = RunStatus.INTERRUPTED if isinstance(exc, RankLost) else RunStatus.FAILED
         # Out of the except block, so the traceback no longer pins the model's tensors.
         self.t.emit(Log(error, "error"))
-        result = self.t.result(RunStatus.FAILED, error=error)
+        result = self.t.result(status, error=error)
         self.free()
         return result
 
@@ -366,7 +367,11 @@ class Loop:
 
     def _failure(self, exc: BaseException) -> str:
         """The sentence a guard rail, an out-of-memory or a full disk fails the run with;
-        anything else fails the run and is raised on."""
+        anything else fails the run and is raised on. A lost rank under torchrun interrupts
+        the run instead: it resumes from its last checkpoint."""
+        if isinstance(exc, RankLost):
+            return self.session.interrupt(f"{exc} The run is interrupted; resume it from its "
+                                          "last checkpoint.")
         if is_oom(exc):
             return self.session.fail(
                 f"Ran out of device memory at step {self.t.step + 1}: {self.t.oom_advice}.")

@@ -3,8 +3,10 @@ person launches them (`torchrun --nproc-per-node 2 ... rlhf-desk train-reward ..
 
 One run record, one JSON line (rank 0's), each rank computing half of the pairs, and the same
 steps as one process with the same global batch and seed: the first logged window of metrics
-is equal, and the held-out accuracy within noise. Methods not yet made to shard their data
-refuse to run under torchrun with one sentence."""
+is equal, and the held-out accuracy within noise. A run cancelled in one process resumes
+under torchrun with the uninterrupted run's steps; when one rank is killed the job ends, the
+run is interrupted, and it resumes. Methods not yet made to shard their data refuse to run
+under torchrun with one sentence."""
 
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from reward.test_reward_train import make_workspace
+from waiting import poll_until
 
 from desktop_app.cli import main
 from desktop_app.core.data.store import Store
@@ -131,3 +135,55 @@ def test_a_run_cancelled_alone_resumes_under_torchrun_with_the_same_steps(tmp_pa
     assert resumed.keys() == uninterrupted.keys() and resumed
     for name in resumed:
         assert resumed[name] == pytest.approx(uninterrupted[name], rel=1e-4, abs=1e-5), name
+
+
+def test_when_one_rank_dies_the_job_ends_and_the_run_resumes(tmp_path, gpt2_dir):
+    """Rank 1 killed (SIGKILL) after the first checkpoint: rank 0's next collective fails,
+    the job ends (no rank left waiting), the run reads as interrupted, and resuming it
+    completes."""
+    ws = make_workspace(tmp_path / "ws", seed=0).root
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                        "RLHF_DESK_DIST_BACKEND": "gloo"}
+    log = tmp_path / "torchrun.log"  # a file, not a pipe: nothing reads it while it runs
+    with log.open("w") as out:
+        job = subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+             "2", "-m", "desktop_app.cli", "--workspace", str(ws), "train-reward", "--model",
+             str(gpt2_dir), "--epochs", "20", "--batch-size", "8", "--max-length", "64",
+             "--checkpoint-every", "5", "--min-pairs", "16", "--json"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+    try:
+        checkpoint = ws / "runs" / "0001-reward" / "checkpoint" / "trainer_state.pt"
+        assert poll_until(lambda: checkpoint.exists() or job.poll() is not None, timeout=300)
+        assert job.poll() is None, log.read_text()[-3000:]
+        pid = rank_pid(ws, 1)
+        assert pid, "rank 1 not found"
+        os.kill(pid, signal.SIGKILL)
+        job.wait(timeout=300)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    err = log.read_text()
+    assert job.returncode != 0
+    with Store(ws / "rlhf.db") as store:
+        store.mark_interrupted_runs()
+        run = store.get_run(1)
+    assert run.status == "interrupted", (run.status, run.error, err[-2000:])
+
+    resumed = single(["--workspace", str(ws), "train-reward", "--resume", "1", "--json"])
+    assert resumed["status"] == "completed" and resumed["run_id"] == 1
+
+
+def rank_pid(workspace: Path, rank: int) -> int | None:
+    """The pid of the torchrun worker of ``rank`` training in ``workspace`` (its command line
+    names the workspace and its environment says RANK=rank), or None."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"desktop_app.cli" in cmdline and str(workspace).encode() in cmdline \
+                and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    return None
