@@ -23,6 +23,12 @@ The run folder ``runs/NNNN-dpo`` holds policy/ (a standard PEFT adapter for
 ``AutoModelForCausalLM``, tokenizer included: it goes wherever a PPO policy goes),
 checkpoint/ (policy/ + trainer_state.pt), split.json and config.json. The run's life is the
 shared training loop's (``ml.training.loop``).
+
+Under torchrun each rank takes every N-th pair of each global micro-batch, as the reward model
+does (``ml.training.distributed``): its loss is divided by the whole step's pair count, the
+statistics are summed over the ranks, and each rank caches the reference log-probabilities of
+the pairs it computes (a checkpoint keeps rank 0's; the rest are computed again after a
+resume, to the same values).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from desktop_app.ml.dpo.loss import dpo_losses, response_logps
 from desktop_app.ml.planning.plan import Job, pair_tokens, turn_on_checkpointing_if_needed
 from desktop_app.ml.policy.model import POLICY, LoraSpec, build_policy_model
 from desktop_app.ml.reward.pairs import Split, saved_split
+from desktop_app.ml.training.distributed import world
 from desktop_app.ml.training.files import memory_gib
 from desktop_app.ml.training.loop import Trainer, train
 from desktop_app.ml.training.optim import (
@@ -130,6 +137,7 @@ class DPOTrainer(Trainer):
     checkpoint_parts = ("policy",)
     progress_message = "DPO"
     finished_message = "DPO finished"
+    distributed = True
 
     def prepare(self, resumed: Resumed | None, *, base_model: str | None) -> None:
         cfg, store = self.cfg, self.store
@@ -162,8 +170,10 @@ class DPOTrainer(Trainer):
             policy_adapter=cfg.init_policy or None, seed=cfg.seed, quantize=cfg.quantize)
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(self.models.base)
-        self.optimiser = Optimiser(self.models.trainable_parameters(), cfg, self.device,
-                                   self.autocast_dtype)
+        named = self.models.trainable_parameters()
+        self.world = world()
+        self.world.same_weights([p for _, p in named])  # one starting point on every rank
+        self.optimiser = Optimiser(named, cfg, self.device, self.autocast_dtype)
 
         # 3. Tokens, steps, the reference cache (NaN: not computed yet).
         encoder = PreferenceEncoder(self.models.tokenizer, cfg.max_length)
@@ -194,10 +204,12 @@ class DPOTrainer(Trainer):
     def start_message(self) -> str:
         reference = ("a frozen copy of the starting policy" if self.models.reference
                      else "the base model")
+        where = (f"{self.world.size} processes ({self.device} on rank 0)" if self.world.active
+                 else self.device)
         return (f"DPO run {self.run_id}: {len(self.train)} training pairs, {len(self.val)} "
                 f"validation pairs ({self.data.ties} ties and {self.data.both_bad} both-bad "
                 f"left out), {self.truncated} truncated to {self.cfg.max_length} tokens; "
-                f"{self.total_steps} steps on {self.device}; reference: {reference}.")
+                f"{self.total_steps} steps on {where}; reference: {reference}.")
 
     # ---- one step ----------------------------------------------------------------------------
 
@@ -211,9 +223,14 @@ class DPOTrainer(Trainer):
         sums = torch.zeros(8, device=self.device)
         try:
             for indices in batches:
-                if self.stop.requested:
+                # Under torchrun the loop agrees on stopping between steps (see the reward
+                # model's train_step).
+                if self.stop.requested and not self.world.active:
                     self.optimiser.adamw.zero_grad(set_to_none=True)
                     return None
+                indices = self.world.shard(indices)
+                if not indices:  # a last micro-batch smaller than the number of ranks
+                    continue
                 out, logp_c, logp_r = self._losses(indices, self.train, self.ref_train,
                                                    training=True)
                 self.optimiser.backward(out["loss"].sum() / step_pairs)
@@ -221,6 +238,7 @@ class DPOTrainer(Trainer):
         finally:
             self.models.peft.eval()
         grad_norm = self.optimiser.clip()
+        self.world.sum_(sums)
         *values, norm = torch.cat([sums, grad_norm.reshape(1).to(sums.device)]).tolist()
         stats = DPOStats(*values)
         loss = stats.loss / stats.pairs
@@ -305,13 +323,14 @@ class DPOTrainer(Trainer):
 
     def evaluate(self) -> dict[str, float] | None:
         sums = torch.zeros(8, device=self.device)
+        mine = self.world.shard(list(range(len(self.val))))  # all of them in one process
         with torch.no_grad():
-            for start in range(0, len(self.val), self.cfg.batch_size):
-                if self.stop.requested:
+            for start in range(0, len(mine), self.cfg.batch_size):
+                if self.stop.requested and not self.world.active:
                     return None
-                indices = list(range(start, min(start + self.cfg.batch_size, len(self.val))))
+                indices = mine[start:start + self.cfg.batch_size]
                 sums += _batch_sums(*self._losses(indices, self.val, self.ref_val))
-        self.last_eval = DPOStats(*sums.tolist()).summary()
+        self.last_eval = DPOStats(*self.world.sum_(sums).tolist()).summary()
         values = {f"eval/{k}": v for k, v in self.last_eval.items()}
         values["eval/pairs"] = float(len(self.val))
         return values

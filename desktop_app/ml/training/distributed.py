@@ -79,6 +79,12 @@ class World:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def step_seed(self, seed: int, step: int) -> int:
+        """The random seed of this rank at optimiser step ``step`` of a run seeded ``seed``:
+        its own stream (dropout, sampling) on every rank, the same again on a resume, so a run
+        repeats for a given number of processes."""
+        return ((seed * 1_000_003 + step) * 1_009 + self.rank) % 2**63
+
     def shard(self, items: list) -> list:
         """This rank's share of ``items``: every size-th one from its rank (ranks' shares
         differ in length by at most one)."""

@@ -267,6 +267,8 @@ class Loop:
             rng = rng_state(t.device)  # a cancel mid-step resumes from the step's start
             stop = (self.world.any(t.stop.requested, t.device) if self.world.active
                     else t.stop.requested)
+            if self.world.active:  # each rank its own random stream, fixed by (seed, step)
+                torch.manual_seed(self.world.step_seed(cfg.seed, t.step))
             values = None if stop else t.train_step()
             if values is None:
                 return self._cancel(rng)

@@ -1,12 +1,13 @@
-"""The reward model under torchrun: 2 CPU processes (gloo) on a tiny model, launched the way a
-person launches them (`torchrun --nproc-per-node 2 ... rlhf-desk train-reward ... --json`).
+"""The reward model and DPO under torchrun: 2 CPU processes (gloo) on a tiny model, launched
+the way a person launches them (`torchrun --nproc-per-node 2 ... rlhf-desk train-reward ...`).
 
 One run record, one JSON line (rank 0's), each rank computing half of the pairs, and the same
 steps as one process with the same global batch and seed: the first logged window of metrics
 is equal, and the held-out accuracy within noise. A run cancelled in one process resumes
 under torchrun with the uninterrupted run's steps; when one rank is killed the job ends, the
 run is interrupted, and it resumes. Methods not yet made to shard their data refuse to run
-under torchrun with one sentence."""
+under torchrun with one sentence. DPO, which shards the same way, takes the same steps as one
+process too."""
 
 from __future__ import annotations
 
@@ -93,14 +94,41 @@ def test_train_reward_under_torchrun_matches_one_process(tmp_path, gpt2_dir):
     assert abs(result["val_accuracy"] - alone["val_accuracy"]) <= 0.1
 
 
-def test_a_method_not_yet_distributed_refuses_with_one_sentence(tmp_path, gpt2_dir):
+def test_dpo_under_torchrun_takes_the_steps_of_one_process(tmp_path, gpt2_dir):
     ws = make_workspace(tmp_path / "ws", seed=0).root
-    proc = torchrun(["--workspace", str(ws), "train-dpo", "--model", str(gpt2_dir), "--json"])
+    common = ["--workspace", str(ws), "train-dpo", "--model", str(gpt2_dir), "--epochs", "1",
+              "--batch-size", "8", "--lr", "5e-3", "--max-length", "64", "--log-every", "5",
+              "--eval-every", "100", "--min-pairs", "16", "--json"]
+    proc = torchrun(common)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout
+    result = json.loads(lines[0])
+    assert result["status"] == "completed" and result["val_accuracy"] is not None
+    assert sorted(p.name for p in (ws / "runs").iterdir()) == [f"{result['run_id']:04d}-dpo"]
+    assert (Path(result["artifact"]) / "adapter_model.safetensors").is_file()
+
+    alone = single(common)
+    distributed, one = first_window(ws, result["run_id"]), first_window(ws, alone["run_id"])
+    assert distributed.keys() == one.keys() and distributed
+    for name in one:
+        assert distributed[name] == pytest.approx(one[name], rel=1e-4, abs=1e-5), name
+
+
+def test_a_method_not_yet_distributed_refuses_with_one_sentence(tmp_path, gpt2_dir):
+    from desktop_app.core.config import RewardConfig
+    from desktop_app.ml.reward.train import train_reward_model
+
+    ws = make_workspace(tmp_path / "ws", seed=0)
+    reward = train_reward_model(ws, RewardConfig(epochs=1.0, batch_size=8, max_length=64,
+                                                 min_pairs=16), base_model=str(gpt2_dir))
+    proc = torchrun(["--workspace", str(ws.root), "train-ppo", "--model", str(gpt2_dir),
+                     "--reward", str(reward.run_id), "--steps", "2", "--json"])
     assert proc.returncode != 0
-    assert "does not run under torchrun yet" in proc.stderr
+    assert "does not run under torchrun yet" in proc.stderr, proc.stderr[-2000:]
     assert proc.stdout.strip() == ""
-    with Store(ws / "rlhf.db") as store:
-        assert store.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+    with Store(ws.db_path) as store:
+        assert store.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # the reward
 
 
 def test_a_run_cancelled_alone_resumes_under_torchrun_with_the_same_steps(tmp_path, gpt2_dir):
