@@ -56,10 +56,18 @@ def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) 
     return var
 
 
-def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
+           total=None) -> torch.Tensor:
     """Zero mean (unless ``shift_mean`` is False) and unit variance over the masked positions;
-    masked positions come out as 0."""
-    mean, var = masked_mean(values, mask), masked_var(values, mask)
+    masked positions come out as 0. ``total`` (a function summing a tensor over the torchrun
+    ranks, in place) makes the mean and variance those of every rank's positions."""
+    if total is None:
+        mean, var = masked_mean(values, mask), masked_var(values, mask)
+    else:
+        m = mask.to(values.dtype)
+        n, s, sq = total(torch.stack([m.sum(), (values * m).sum(), (values * values * m).sum()]))
+        mean = s / n.clamp(min=1)
+        var = (sq / n.clamp(min=1) - mean * mean).clamp(min=0) * (n / (n - 1) if n > 1 else 1)
     out = (values - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         out = out + mean

@@ -50,6 +50,7 @@ from desktop_app.ml.generation.sampling import (
 from desktop_app.ml.planning.plan import Job, prompt_tokens, turn_on_checkpointing_if_needed
 from desktop_app.ml.ppo import algorithm as core
 from desktop_app.ml.ppo.models import POLICY, VALUE, LoraSpec, build_ppo_models
+from desktop_app.ml.training.distributed import world
 from desktop_app.ml.training.files import memory_gib
 from desktop_app.ml.training.loop import Trainer, train
 from desktop_app.ml.training.optim import (
@@ -133,6 +134,9 @@ class PPOTrainer(Trainer):
     # What RLOO (a subclass) changes: its memory plan's command and no value model.
     plan_command = "train-ppo"
     with_value = True
+    # Under torchrun each rank samples, scores and trains on its share of each step's prompts;
+    # advantages are whitened and metrics averaged over all ranks (``_shard_of_step``).
+    distributed = True
 
     # ---- setup -------------------------------------------------------------------------------
 
@@ -180,8 +184,11 @@ class PPOTrainer(Trainer):
             value=self.with_value)
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(self.models.base)
-        self.optimiser = Optimiser(self.models.trainable_parameters(), cfg, self.device,
-                                   self.autocast_dtype)
+        named = self.models.trainable_parameters()
+        self.world = world()
+        self._check_world()
+        self.world.same_weights([p for _, p in named])  # one starting point on every rank
+        self.optimiser = Optimiser(named, cfg, self.device, self.autocast_dtype)
         self.kl_ctl = core.kl_controller(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
         tokenizer = self.models.tokenizer
         try:
@@ -195,6 +202,34 @@ class PPOTrainer(Trainer):
                                        repetition_penalty=1.0, batch_size=cfg.batch_size)
         self.total_steps = cfg.steps
         self.history: list[dict[str, float]] = []  # per step: scores, kl
+
+    def _check_world(self) -> None:
+        """Under torchrun every rank needs a whole share of the step's prompts and of each
+        mini-batch."""
+        size, cfg = self.world.size, self.cfg
+        if not self.world.active:
+            return
+        if self.prompts_per_step() % size or cfg.mini_batch_size % size:
+            raise PPOTrainingError(
+                f"Under torchrun with {size} processes, the prompts per step "
+                f"({self.prompts_per_step()}) and --mini-batch-size ({cfg.mini_batch_size}) "
+                f"must both be multiples of {size}.")
+        if (cfg.mini_batch_size // size) % cfg.grad_accum:
+            raise PPOTrainingError(
+                f"Under torchrun with {size} processes each mini-batch holds "
+                f"{cfg.mini_batch_size // size} rollouts per process, not a multiple of "
+                f"--grad-accum {cfg.grad_accum}.")
+
+    def _shard_of_step(self, batch: list[PromptInput]) -> list[PromptInput]:
+        """This rank's prompts of the step (all of them in one process)."""
+        return self.world.shard(batch)
+
+    def _mean_over_ranks(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Each rank's means, averaged over the ranks (the shares are equal), in one sync."""
+        stacked = torch.stack([v.float().reshape(()) for v in values.values()])
+        if self.world.active:
+            stacked = self.world.sum_(stacked) / self.world.size
+        return dict(zip(values, stacked.tolist()))
 
     def run_config(self) -> dict:
         return self.cfg.to_dict() | {"base_model": self.base_model,
@@ -226,7 +261,7 @@ class PPOTrainer(Trainer):
         cfg = self.cfg
         # 3a. Rollouts: the policy samples one response per prompt, as the annotation loop does.
         t0 = time.perf_counter()
-        batch = self._prompt_batch(self.step)
+        batch = self._shard_of_step(self._prompt_batch(self.step))
         out, attention = self._rollouts(batch, 1)
         if out is None:
             return None
@@ -245,7 +280,8 @@ class PPOTrainer(Trainer):
         old_values = old_values.masked_fill(~mask, 0.0)
         advantages, returns = core.gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
-            advantages = core.whiten(advantages, mask)
+            advantages = core.whiten(advantages, mask,
+                                     total=self.world.sum_ if self.world.active else None)
         rollout = _Rollout(seq, attention, width, mask, old_logp, old_values, advantages, returns)
         kl_sum = kl.sum(1)
         summary = {
@@ -254,9 +290,12 @@ class PPOTrainer(Trainer):
             "objective/rlhf_reward": (penalised + non_score.sum(1)).mean(),
             "objective/entropy": core.masked_mean(entropy, mask),
             "response/length_mean": mask.sum(1).float().mean(),
-            "response/eos_share": out.finished.float().mean()}
-        # One device sync for all of them.
-        summary = dict(zip(summary, torch.stack(list(summary.values())).tolist()))
+            "response/eos_share": out.finished.float().mean(),
+            "val/var_explained": torch.tensor(
+                core.explained_variance(old_values, returns, mask))}
+        # One device sync for all of them (averaged over the ranks under torchrun).
+        summary = self._mean_over_ranks(summary)
+        var_explained = summary.pop("val/var_explained")
         if not all(math.isfinite(v) for v in summary.values()):
             raise GuardRail(f"Scores, log-probabilities or KL became non-finite at step "
                            f"{self.step + 1}; try a lower learning rate.")
@@ -267,10 +306,10 @@ class PPOTrainer(Trainer):
         t3 = time.perf_counter()
 
         # 3d. The KL coefficient follows the measured KL (adaptive control), for the next step.
-        self.kl_ctl.update(summary["objective/kl"], len(batch))
+        self.kl_ctl.update(summary["objective/kl"], len(batch) * self.world.size)
         values = summary | train
         values["objective/kl_coef"] = kl_coef
-        values["val/var_explained"] = core.explained_variance(old_values, returns, mask)
+        values["val/var_explained"] = var_explained
         values["time/generation_s"] = t1 - t0
         values["time/scoring_s"] = t2 - t1
         values["time/optimization_s"] = t3 - t2
@@ -284,9 +323,10 @@ class PPOTrainer(Trainer):
         prompt of ``batch``, sampled from the policy; (None, None) when stopped meanwhile."""
         with self.models.use(POLICY):
             out = generate_tokens(self.models.lm, [self.prompt_tokens[p.prompt_id] for p in batch],
-                                  n, self.sampling, derive_seed(self.cfg.seed, self.step, 0),
-                                  self.stop)
-        if self.stop.requested:
+                                  n, self.sampling,
+                                  derive_seed(self.cfg.seed, self.step, self.world.rank),
+                                  None if self.world.active else self.stop)
+        if self.stop.requested and not self.world.active:  # torchrun: stop between steps
             return None, None
         seq, width = out.sequences, out.prompt_width
         columns = torch.arange(width, device=seq.device)
@@ -314,7 +354,11 @@ class PPOTrainer(Trainer):
     def _optimise(self, r: _Rollout) -> dict[str, float]:
         cfg, models = self.cfg, self.models
         n = len(r.sequences)
-        micro = cfg.mini_batch_size // cfg.grad_accum
+        # Under torchrun a mini-batch is spread over the ranks: each takes its share of the
+        # rollouts it sampled, and the summed gradient is the mean over ranks (1 / size).
+        size = self.world.size
+        mini_size = cfg.mini_batch_size // size
+        micro = mini_size // cfg.grad_accum
         names = ("loss/policy", "loss/value", "policy/approxkl", "policy/clipfrac", "val/ratio",
                  "val/clipfrac", "micro_batches")
         sums = torch.zeros(len(names), device=r.sequences.device)
@@ -324,8 +368,8 @@ class PPOTrainer(Trainer):
             for epoch in range(cfg.ppo_epochs):
                 order = list(range(n))
                 random.Random(f"ppo-order:{cfg.seed}:{self.step}:{epoch}").shuffle(order)
-                for start in range(0, n, cfg.mini_batch_size):
-                    mini = order[start:start + cfg.mini_batch_size]
+                for start in range(0, n, mini_size):
+                    mini = order[start:start + mini_size]
                     for k in range(0, len(mini), micro):
                         rows = torch.tensor(mini[k:k + micro], device=r.sequences.device)
                         mask = r.mask[rows]
@@ -335,7 +379,7 @@ class PPOTrainer(Trainer):
                         seq = r.sequences[rows, :r.prompt_width + t]
                         att = r.attention_mask[rows, :r.prompt_width + t]
                         mask = mask[:, :t]
-                        share = len(rows) / len(mini)
+                        share = len(rows) / len(mini) / size
                         # Policy and value have separate weights, so each loss goes backward
                         # before the other forward: only one pass's activations are held at a
                         # time (the same gradients, ~40% less peak memory).
@@ -362,7 +406,7 @@ class PPOTrainer(Trainer):
                     self.optimiser.apply()
         finally:
             models.peft.eval()
-        means = dict(zip(names, sums.tolist()))
+        means = dict(zip(names, self.world.sum_(sums).tolist()))
         if not all(math.isfinite(v) for v in means.values()):
             raise GuardRail(f"The PPO loss became non-finite at step {self.step + 1}; try a "
                             "lower learning rate.")

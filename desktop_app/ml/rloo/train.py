@@ -15,6 +15,9 @@ without its value model.
                   -> metrics (PPO's names, plus the spread of rewards within groups)
       3. end      policy adapter (+ tokenizer) saved; completed
 
+Under torchrun each rank samples the k responses to its share of the step's prompts (whole
+groups), and the advantages' scale and the metrics are taken over all ranks, as in PPO.
+
 Everything else (the run's life, checkpoints, cancel and resume, the KL guard rail, samples,
 the result record) is PPO's: ``RLOOTrainer`` is a ``PPOTrainer`` whose step is its own. The
 run folder ``runs/NNNN-rloo`` holds policy/, checkpoint/ (policy/ + trainer_state.pt),
@@ -84,7 +87,7 @@ class RLOOTrainer(PPOTrainer):
         cfg, k = self.cfg, self.cfg.k
         # a. Rollouts: k responses per prompt, side by side.
         t0 = time.perf_counter()
-        batch = self._prompt_batch(self.step)
+        batch = self._shard_of_step(self._prompt_batch(self.step))  # whole groups per rank
         out, attention = self._rollouts(batch, k)
         if out is None:
             return None
@@ -103,8 +106,9 @@ class RLOOTrainer(PPOTrainer):
         rewards = penalised - kl_coef * kl_sum
         advantages = rloo.advantages(rewards, k, cfg.advantage)
         if cfg.whiten_advantages:
-            # Within-group means are already 0; only the scale changes.
-            advantages = advantages * torch.rsqrt(advantages.var() + 1e-8)
+            # Within-group means are already 0; only the scale changes (the variance of every
+            # rank's advantages under torchrun).
+            advantages = advantages * torch.rsqrt(self._variance(advantages) + 1e-8)
         token_advantages = advantages[:, None].expand_as(old_logp).masked_fill(~mask, 0.0)
         zeros = torch.zeros_like(old_logp)
         rollout = _Rollout(seq, attention, width, mask, old_logp, zeros, token_advantages, zeros)
@@ -116,7 +120,7 @@ class RLOOTrainer(PPOTrainer):
             "objective/entropy": core.masked_mean(entropy, mask),
             "response/length_mean": mask.sum(1).float().mean(),
             "response/eos_share": out.finished.float().mean()}
-        summary = dict(zip(summary, torch.stack(list(summary.values())).tolist()))
+        summary = self._mean_over_ranks(summary)
         if not all(math.isfinite(v) for v in summary.values()):
             raise GuardRail(f"Scores, log-probabilities or KL became non-finite at step "
                             f"{self.step + 1}; try a lower learning rate.")
@@ -126,7 +130,7 @@ class RLOOTrainer(PPOTrainer):
         trained = self._optimise(rollout)
         t3 = time.perf_counter()
 
-        self.kl_ctl.update(summary["objective/kl"], len(seq))
+        self.kl_ctl.update(summary["objective/kl"], len(seq) * self.world.size)
         values = summary | trained
         values["objective/kl_coef"] = kl_coef
         values["time/generation_s"] = t1 - t0
@@ -137,6 +141,15 @@ class RLOOTrainer(PPOTrainer):
             self._emit_samples([p for p in batch for _ in range(k)], out, scores, kl_sum)
         return {name: values[name] for name in METRICS
                 if name in values and math.isfinite(values[name])}
+
+    def _variance(self, values: torch.Tensor) -> torch.Tensor:
+        """The (unbiased) variance of ``values``, over every rank's under torchrun."""
+        if not self.world.active:
+            return values.var()
+        n, total, squares = self.world.sum_(torch.stack([
+            torch.tensor(float(values.numel()), device=values.device), values.sum(),
+            (values * values).sum()]))
+        return (squares - total * total / n) / (n - 1).clamp(min=1)
 
     def save_checkpoint_files(self, folder: Path) -> None:
         self.models.save_adapter(POLICY, folder / "policy")

@@ -1,13 +1,12 @@
-"""The reward model and DPO under torchrun: 2 CPU processes (gloo) on a tiny model, launched
-the way a person launches them (`torchrun --nproc-per-node 2 ... rlhf-desk train-reward ...`).
+"""Every trainer under torchrun: 2 CPU processes (gloo) on a tiny model, launched the way a
+person launches them (`torchrun --nproc-per-node 2 ... rlhf-desk train-reward ...`).
 
 One run record, one JSON line (rank 0's), each rank computing half of the pairs, and the same
 steps as one process with the same global batch and seed: the first logged window of metrics
 is equal, and the held-out accuracy within noise. A run cancelled in one process resumes
 under torchrun with the uninterrupted run's steps; when one rank is killed the job ends, the
-run is interrupted, and it resumes. Methods not yet made to shard their data refuse to run
-under torchrun with one sentence. DPO, which shards the same way, takes the same steps as one
-process too."""
+run is interrupted, and it resumes. DPO, which shards the same way, takes the same steps as one
+process too. PPO and RLOO sample on every rank and write one run, once per step."""
 
 from __future__ import annotations
 
@@ -115,20 +114,39 @@ def test_dpo_under_torchrun_takes_the_steps_of_one_process(tmp_path, gpt2_dir):
         assert distributed[name] == pytest.approx(one[name], rel=1e-4, abs=1e-5), name
 
 
-def test_a_method_not_yet_distributed_refuses_with_one_sentence(tmp_path, gpt2_dir):
+@pytest.mark.parametrize("command", ["train-ppo", "train-rloo"])
+def test_ppo_and_rloo_under_torchrun_sample_on_every_rank_and_write_once(tmp_path, gpt2_dir,
+                                                                        command):
     from desktop_app.core.config import RewardConfig
     from desktop_app.ml.reward.train import train_reward_model
 
     ws = make_workspace(tmp_path / "ws", seed=0)
     reward = train_reward_model(ws, RewardConfig(epochs=1.0, batch_size=8, max_length=64,
                                                  min_pairs=16), base_model=str(gpt2_dir))
-    proc = torchrun(["--workspace", str(ws.root), "train-ppo", "--model", str(gpt2_dir),
-                     "--reward", str(reward.run_id), "--steps", "2", "--json"])
-    assert proc.returncode != 0
-    assert "does not run under torchrun yet" in proc.stderr, proc.stderr[-2000:]
-    assert proc.stdout.strip() == ""
+    args = ["--workspace", str(ws.root), command, "--model", str(gpt2_dir), "--reward",
+            str(reward.run_id), "--steps", "3", "--batch-size", "8", "--mini-batch-size", "4",
+            "--max-new-tokens", "8", "--json"] + (["--k", "2"] if command == "train-rloo" else [])
+    proc = torchrun(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout
+    result = json.loads(lines[0])
+    assert result["status"] == "completed" and Path(result["artifact"]).is_dir()
     with Store(ws.db_path) as store:
-        assert store.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # the reward
+        runs = store.db.execute("SELECT kind FROM runs ORDER BY id").fetchall()
+        steps = store.db.execute("SELECT DISTINCT step FROM metrics WHERE run_id = ? AND "
+                                 "name = 'objective/kl'", [result["run_id"]]).fetchall()
+    assert [kind for (kind,) in runs] == ["reward", command.split("-")[1]]
+    assert sorted(step for (step,) in steps) == [1, 2, 3]  # each step recorded once
+
+    if command == "train-rloo":  # (one launch for both: PPOTrainer._check_world)
+        # Prompts that do not split over the ranks are refused in one sentence, before any
+        # run: 6 responses are 3 prompts of k = 2.
+        proc = torchrun(args[:args.index("--batch-size")] + [
+            "--batch-size", "6", "--mini-batch-size", "6", "--k", "2", "--json"])
+        assert proc.returncode != 0 and "multiples of 2" in proc.stderr, proc.stderr[-2000:]
+        with Store(ws.db_path) as store:
+            assert store.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
 
 
 def test_a_run_cancelled_alone_resumes_under_torchrun_with_the_same_steps(tmp_path, gpt2_dir):
