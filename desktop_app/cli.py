@@ -257,7 +257,8 @@ def cmd_export(args: argparse.Namespace, out: Output) -> int:
 
 
 def _stop_on_ctrl_c():
-    """First Ctrl+C asks the job to stop cleanly (checkpoint kept); a second one interrupts."""
+    """First Ctrl+C asks the job to stop cleanly (checkpoint kept); a second one interrupts.
+    Under torchrun a SIGTERM counts as a Ctrl+C; the ranks agree to stop between steps."""
     import signal
 
     from desktop_app.core.events import StopToken
@@ -271,6 +272,10 @@ def _stop_on_ctrl_c():
 
     try:
         signal.signal(signal.SIGINT, handler)
+        if _under_torchrun():
+            # torchrun passes a SIGTERM (a cluster's scancel, say) on to every process and
+            # waits a while before killing them: time for each to stop at the step's end.
+            signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread (e.g. called from a test runner thread)
         pass
     return stop
