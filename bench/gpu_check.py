@@ -16,6 +16,12 @@ The checks, each on its own so that one failure does not stop the others:
                              with torch / the operating system
   plan train-reward (…)      the planner's estimate against the reward step's measured peak:
                              within ±15% on a GPU; on the CPU the ratio is only reported
+  torchrun reward            `torchrun --nproc-per-node N rlhf-desk train-reward` (N = every
+                             GPU, NCCL; 2 gloo processes with --device cpu) against the same
+                             run in one process: one completed run, accuracy within 0.15,
+                             and the speed-up in training pairs per second (skipped with one
+                             GPU). With the tiny model, communication may outweigh the gain:
+                             pass --model for a figure that means something
 Each row: PASS / FAIL / SKIP, seconds, the peak memory of the check (on CUDA
 torch.cuda.max_memory_allocated, reset before each check; on the CPU the process's peak RSS,
 reset through /proc/self/clear_refs where Linux allows) and the first line of the error.
@@ -325,6 +331,45 @@ class Checks:
     def plan_reward_4bit(self) -> str:
         return self._plan("4bit")
 
+    def torchrun_reward(self) -> str:
+        import subprocess
+        nproc = torch.cuda.device_count() if self.cuda else 2
+        if nproc < 2:
+            raise Skip("one GPU: nothing to spread a job over")
+        args = ["--workspace", str(self.ws.root), "train-reward", "--model", str(self.model),
+                "--epochs", "5", "--batch-size", "16", "--max-length", "64", "--lora-r", "8",
+                "--val-fraction", "0.2", "--eval-every", "1000", "--min-pairs", "8",
+                "--checkpoint-every", "1000", "--device", "cuda" if self.cuda else "cpu",
+                "--json"]
+        env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        if not self.cuda:
+            env["RLHF_DESK_DIST_BACKEND"] = "gloo"
+
+        def run(prefix: list[str]) -> tuple[dict, float]:
+            started = time.perf_counter()
+            proc = subprocess.run([sys.executable, *prefix, "-m", "desktop_app.cli", *args],
+                                  capture_output=True, text=True, env=env, cwd=ROOT,
+                                  stdin=subprocess.DEVNULL, timeout=1800)
+            lines = [line for line in proc.stdout.splitlines() if line.strip()]
+            if proc.returncode or len(lines) != 1:
+                raise AssertionError(f"exit {proc.returncode}, {len(lines)} result lines: "
+                                     f"{proc.stderr.strip().splitlines()[-1:]}")
+            return json.loads(lines[0]), time.perf_counter() - started
+
+        many, many_s = run(["-m", "torch.distributed.run", "--standalone",
+                            "--nproc-per-node", str(nproc)])
+        one, one_s = run([])
+        if many["status"] != "completed" or one["status"] != "completed":
+            raise AssertionError(f"runs {many['status']} / {one['status']}")
+        if abs((many["val_accuracy"] or 0) - (one["val_accuracy"] or 0)) > 0.15:
+            raise AssertionError(f"accuracy {many['val_accuracy']} under torchrun, "
+                                 f"{one['val_accuracy']} in one process")
+        speed = many["samples_per_s"] / max(one["samples_per_s"], 1e-9)
+        backend = "NCCL" if self.cuda else "gloo"
+        return (f"{nproc} processes ({backend}): {many['samples_per_s']:.0f} pairs/s against "
+                f"{one['samples_per_s']:.0f} in one, {speed:.2f}x; whole job {many_s:.0f} s "
+                f"against {one_s:.0f} s")
+
     def all(self) -> list[tuple[str, Callable[[], str]]]:
         return [("load bf16", self.load_bf16), ("load fp16", self.load_fp16),
                 ("load 4-bit", self.load_4bit), ("generation", self.generation),
@@ -333,7 +378,8 @@ class Checks:
                 ("PPO step 4-bit", self.ppo_step_4bit), ("park / unpark", self.park_unpark),
                 ("memory metrics", self.memory_metrics),
                 ("plan train-reward", self.plan_reward),
-                ("plan train-reward 4-bit", self.plan_reward_4bit)]
+                ("plan train-reward 4-bit", self.plan_reward_4bit),
+                ("torchrun reward", self.torchrun_reward)]
 
 
 def run_check(name: str, check: Callable[[], str], device: str) -> Row:

@@ -114,30 +114,44 @@ def test_dpo_under_torchrun_takes_the_steps_of_one_process(tmp_path, gpt2_dir):
         assert distributed[name] == pytest.approx(one[name], rel=1e-4, abs=1e-5), name
 
 
-@pytest.mark.parametrize("command", ["train-ppo", "train-rloo"])
-def test_ppo_and_rloo_under_torchrun_sample_on_every_rank_and_write_once(tmp_path, gpt2_dir,
-                                                                        command):
+@pytest.fixture(scope="module")
+def reward_ws(tmp_path_factory, gpt2_dir):
+    """A workspace with a trained reward model (one process), for PPO and RLOO."""
     from desktop_app.core.config import RewardConfig
     from desktop_app.ml.reward.train import train_reward_model
 
-    ws = make_workspace(tmp_path / "ws", seed=0)
+    ws = make_workspace(tmp_path_factory.mktemp("reward-ws") / "ws", seed=0)
     reward = train_reward_model(ws, RewardConfig(epochs=1.0, batch_size=8, max_length=64,
                                                  min_pairs=16), base_model=str(gpt2_dir))
+    return ws, reward.run_id
+
+
+def count_runs(ws) -> int:
+    with Store(ws.db_path) as store:
+        return store.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+
+@pytest.mark.parametrize("command", ["train-ppo", "train-rloo"])
+def test_ppo_and_rloo_under_torchrun_sample_on_every_rank_and_write_once(reward_ws, gpt2_dir,
+                                                                        command):
+    ws, reward = reward_ws
     args = ["--workspace", str(ws.root), command, "--model", str(gpt2_dir), "--reward",
-            str(reward.run_id), "--steps", "3", "--batch-size", "8", "--mini-batch-size", "4",
+            str(reward), "--steps", "2", "--batch-size", "8", "--mini-batch-size", "4",
             "--max-new-tokens", "8", "--json"] + (["--k", "2"] if command == "train-rloo" else [])
+    before = count_runs(ws)
     proc = torchrun(args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stdout
     result = json.loads(lines[0])
     assert result["status"] == "completed" and Path(result["artifact"]).is_dir()
+    assert count_runs(ws) == before + 1
     with Store(ws.db_path) as store:
-        runs = store.db.execute("SELECT kind FROM runs ORDER BY id").fetchall()
+        run = store.get_run(result["run_id"])
         steps = store.db.execute("SELECT DISTINCT step FROM metrics WHERE run_id = ? AND "
                                  "name = 'objective/kl'", [result["run_id"]]).fetchall()
-    assert [kind for (kind,) in runs] == ["reward", command.split("-")[1]]
-    assert sorted(step for (step,) in steps) == [1, 2, 3]  # each step recorded once
+    assert run.kind == command.split("-")[1] and run.config["world_size"] == 2
+    assert sorted(step for (step,) in steps) == [1, 2]  # each step recorded once
 
     if command == "train-rloo":  # (one launch for both: PPOTrainer._check_world)
         # Prompts that do not split over the ranks are refused in one sentence, before any
@@ -145,8 +159,7 @@ def test_ppo_and_rloo_under_torchrun_sample_on_every_rank_and_write_once(tmp_pat
         proc = torchrun(args[:args.index("--batch-size")] + [
             "--batch-size", "6", "--mini-batch-size", "6", "--k", "2", "--json"])
         assert proc.returncode != 0 and "multiples of 2" in proc.stderr, proc.stderr[-2000:]
-        with Store(ws.db_path) as store:
-            assert store.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
+        assert count_runs(ws) == before + 1
 
 
 def test_a_run_cancelled_alone_resumes_under_torchrun_with_the_same_steps(tmp_path, gpt2_dir):
@@ -242,7 +255,7 @@ def launch_reward(ws: Path, model: Path, tmp_path: Path):
         job = subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
              "2", "-m", "desktop_app.cli", "--workspace", str(ws), "train-reward", "--model",
-             str(model), "--epochs", "20", "--batch-size", "8", "--max-length", "64",
+             str(model), "--epochs", "10", "--batch-size", "8", "--max-length", "64",
              "--checkpoint-every", "5", "--min-pairs", "16", "--json"],
             stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
     return job, log
