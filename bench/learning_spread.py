@@ -41,6 +41,21 @@ def summary(name: str, values: list[float]) -> str:
             f"min {min(values):7.3f}  max {max(values):7.3f}  (n={len(values)})")
 
 
+def record(rows: dict[str, list[float]], seed: int, values: dict[str, float],
+           started: float) -> None:
+    """Adds one seed's outcomes to ``rows`` and prints them on one line."""
+    for key, value in values.items():
+        rows.setdefault(key, []).append(value)
+    print(f"seed {seed:2d} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items())
+          + f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def print_summaries(rows: dict[str, list[float]]) -> None:
+    print()
+    for key, values in rows.items():
+        print(summary(key, values))
+
+
 def reward_spread(seeds: int) -> None:
     """test_reward_train's task: the response with "banana" wins; held-out accuracy and loss,
     against the untrained model's loss log(2)."""
@@ -105,13 +120,8 @@ def ppo_spread(seeds: int) -> None:
             "base marker rate": numbers["base_rate"],
             "max KL": max(kl),
         }
-        for key, value in values.items():
-            rows.setdefault(key, []).append(value)
-        print(f"seed {seed:2d} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items())
-              + f"  ({time.perf_counter() - started:.0f} s)", flush=True)
-    print()
-    for key, values in rows.items():
-        print(summary(key, values))
+        record(rows, seed, values, started)
+    print_summaries(rows)
 
 
 def dpo_spread(seeds: int) -> None:
@@ -129,13 +139,8 @@ def dpo_spread(seeds: int) -> None:
         values = {"val accuracy": result.val_accuracy, "val margin": result.val_margin,
                   "marker rate gain": rates["tuned_rate"] - rates["base_rate"],
                   "base marker rate": rates["base_rate"]}
-        for key, value in values.items():
-            rows.setdefault(key, []).append(value)
-        print(f"seed {seed:2d} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items())
-              + f"  ({time.perf_counter() - started:.0f} s)", flush=True)
-    print()
-    for key, values in rows.items():
-        print(summary(key, values))
+        record(rows, seed, values, started)
+    print_summaries(rows)
 
 
 def rloo_spread(seeds: int) -> None:
@@ -163,13 +168,8 @@ def rloo_spread(seeds: int) -> None:
                     f"{advantage} length ratio": numbers["tuned_length"]
                     / max(numbers["base_length"], 1e-9),
                     f"{advantage} max KL": max(kl)}
-        for key, value in values.items():
-            rows.setdefault(key, []).append(value)
-        print(f"seed {seed:2d} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items())
-              + f"  ({time.perf_counter() - started:.0f} s)", flush=True)
-    print()
-    for key, values in rows.items():
-        print(summary(key, values))
+        record(rows, seed, values, started)
+    print_summaries(rows)
 
 
 def main() -> None:

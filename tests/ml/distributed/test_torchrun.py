@@ -201,19 +201,13 @@ def test_when_one_rank_dies_the_job_ends_and_the_run_resumes(tmp_path, gpt2_dir)
     the job ends (no rank left waiting), the run reads as interrupted, and resuming it
     completes."""
     ws = make_workspace(tmp_path / "ws", seed=0).root
-    job, log = launch_reward(ws, gpt2_dir, tmp_path)
-    try:
-        checkpoint = ws / "runs" / "0001-reward" / "checkpoint" / "trainer_state.pt"
-        assert poll_until(lambda: checkpoint.exists() or job.poll() is not None, timeout=300)
-        assert job.poll() is None, log.read_text()[-3000:]
+
+    def kill_rank_1(job):
         pid = rank_pid(ws, 1)
         assert pid, "rank 1 not found"
         os.kill(pid, signal.SIGKILL)
-        job.wait(timeout=300)
-    finally:
-        if job.poll() is None:
-            job.kill()
-    err = log.read_text()
+
+    job, err = reward_job_stopped_by(kill_rank_1, ws, gpt2_dir, tmp_path)
     assert job.returncode != 0
     with Store(ws / "rlhf.db") as store:
         store.mark_interrupted_runs()
@@ -229,25 +223,19 @@ def test_a_signal_to_torchrun_cancels_the_run_with_a_checkpoint(tmp_path, gpt2_d
     end and the run is cancelled with its checkpoint, resumable. (Ctrl+C, SIGINT, goes the same
     way through the same handler; checked by hand, not here, to keep the suite short.)"""
     ws = make_workspace(tmp_path / "ws", seed=0).root
-    job, log = launch_reward(ws, gpt2_dir, tmp_path)
-    try:
-        checkpoint = ws / "runs" / "0001-reward" / "checkpoint" / "trainer_state.pt"
-        assert poll_until(lambda: checkpoint.exists() or job.poll() is not None, timeout=300)
-        assert job.poll() is None, log.read_text()[-3000:]
-        job.send_signal(signal.SIGTERM)
-        job.wait(timeout=300)
-    finally:
-        if job.poll() is None:
-            job.kill()
+    _, log = reward_job_stopped_by(lambda job: job.send_signal(signal.SIGTERM), ws, gpt2_dir,
+                                   tmp_path)
+    checkpoint = ws / "runs" / "0001-reward" / "checkpoint" / "trainer_state.pt"
     with Store(ws / "rlhf.db") as store:
         run = store.get_run(1)
-    assert run.status == "cancelled", (run.status, run.error, log.read_text()[-2000:])
+    assert run.status == "cancelled", (run.status, run.error, log[-2000:])
     assert checkpoint.exists()
 
 
-def launch_reward(ws: Path, model: Path, tmp_path: Path):
-    """A long reward run under torchrun (2 CPU processes), checkpointed every 5 steps, its
-    output in a file (not a pipe nobody reads while it runs)."""
+def reward_job_stopped_by(act, ws: Path, model: Path, tmp_path: Path):
+    """A long reward run under torchrun (2 CPU processes, checkpointed every 5 steps, its
+    output in a file, not a pipe nobody reads while it runs); ``act(job)`` once its first
+    checkpoint exists, then wait for the job to end. Returns (the job, its output)."""
     env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
                         "RLHF_DESK_DIST_BACKEND": "gloo"}
     log = tmp_path / "torchrun.log"
@@ -258,7 +246,16 @@ def launch_reward(ws: Path, model: Path, tmp_path: Path):
              str(model), "--epochs", "10", "--batch-size", "8", "--max-length", "64",
              "--checkpoint-every", "5", "--min-pairs", "16", "--json"],
             stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
-    return job, log
+    try:
+        checkpoint = ws / "runs" / "0001-reward" / "checkpoint" / "trainer_state.pt"
+        assert poll_until(lambda: checkpoint.exists() or job.poll() is not None, timeout=300)
+        assert job.poll() is None, log.read_text()[-3000:]
+        act(job)
+        job.wait(timeout=300)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    return job, log.read_text()
 
 
 def rank_pid(workspace: Path, rank: int) -> int | None:
