@@ -18,7 +18,12 @@ from desktop_app.core.errors import UserError
 from desktop_app.core.events import Emit, Progress, StopToken, ignore
 from desktop_app.ml.models.device import DeviceChoice, available_memory_bytes, pick_device
 from desktop_app.ml.models.folder_check import ModelFolderError, ModelInfo, inspect_model_folder
-from desktop_app.ml.models.quantize import QuantizationError, is_quantized, load_kwargs
+from desktop_app.ml.models.quantize import (
+    QuantizationError,
+    is_quantized,
+    keep_plain_cpu_layout_where_packing_fails,
+    load_kwargs,
+)
 from desktop_app.ml.models.quantize import check as check_quantize
 
 _OOM_ADVICE = ("try a smaller dtype (float16 or bfloat16), 4-bit quantisation, another device, "
@@ -160,9 +165,11 @@ def _load_tokenizer(folder: Path, trust_remote_code: bool):
 def _load_weights(folder: Path, choice: DeviceChoice, trust_remote_code: bool, quantize: str):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(
+    model = AutoModelForCausalLM.from_pretrained(
         folder, local_files_only=True, trust_remote_code=trust_remote_code,
         **load_kwargs(quantize, choice.device, choice.torch_dtype))
+    keep_plain_cpu_layout_where_packing_fails(model)
+    return model
 
 
 def _attach_adapter(model, adapter: str | Path, merge: bool = True):

@@ -102,3 +102,18 @@ def place(model, device: str):
     if is_quantized(model):
         return model
     return model.to(device)
+
+
+def keep_plain_cpu_layout_where_packing_fails(model) -> None:
+    """bitsandbytes (0.50) repacks a 4-bit layer for its CPU kernel the first time the layer
+    runs without gradients on a CPU with AVX512-BF16, and the repacking fails ("shape '[32, 0]'
+    is invalid") for a layer whose inputs are not a whole number of quantisation blocks or
+    whose outputs are not a multiple of 32 (small models). Those layers keep the plain layout,
+    dequantised as they go, as on any other CPU; every other layer is left to bitsandbytes."""
+    for module in model.modules():
+        if not getattr(module, "support_avx512bf16_for_cpu", False):
+            continue
+        state = getattr(getattr(module, "weight", None), "quant_state", None)
+        blocksize = getattr(state, "blocksize", 64) or 64
+        if module.in_features % blocksize or module.out_features % 32:
+            module.support_avx512bf16_for_cpu = False

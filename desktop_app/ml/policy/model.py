@@ -35,7 +35,13 @@ from desktop_app.ml.models.device import DeviceChoice
 from desktop_app.ml.models.folder_check import inspect_model_folder
 from desktop_app.ml.models.loader import LoadedModel, _first_line
 from desktop_app.ml.models.lora_switch import only_adapter, tuner_layers
-from desktop_app.ml.models.quantize import QuantizationError, load_kwargs, place, quantization_of
+from desktop_app.ml.models.quantize import (
+    QuantizationError,
+    keep_plain_cpu_layout_where_packing_fails,
+    load_kwargs,
+    place,
+    quantization_of,
+)
 from desktop_app.ml.reward.adapter import (
     AdapterError,
     add_adapter,
@@ -132,6 +138,7 @@ def load_causal_base(folder: Path, device: DeviceChoice, quantize: str, tokenize
         if isinstance(exc, (torch.OutOfMemoryError, MemoryError, QuantizationError)):
             raise
         raise error(f"Could not load {folder} as a causal LM: {_first_line(exc)}") from exc
+    keep_plain_cpu_layout_where_packing_fails(base)
     if base.generation_config.pad_token_id is None:
         base.generation_config.pad_token_id = tokenizer.pad_token_id
     for p in base.parameters():

@@ -25,7 +25,12 @@ from desktop_app.core.runs.record import RunKind
 from desktop_app.ml.models.device import DeviceChoice, pick_device
 from desktop_app.ml.models.folder_check import ModelFolderError, inspect_model_folder
 from desktop_app.ml.models.loader import _first_line
-from desktop_app.ml.models.quantize import QuantizationError, load_kwargs, place
+from desktop_app.ml.models.quantize import (
+    QuantizationError,
+    keep_plain_cpu_layout_where_packing_fails,
+    load_kwargs,
+    place,
+)
 from desktop_app.ml.reward.data import EncodedPair, PairEncoder, collate, pad_rows
 from desktop_app.ml.reward.pairs import Split
 
@@ -111,6 +116,7 @@ def build_reward_model(base_model: str | Path, tokenizer, device: DeviceChoice, 
             raise
         raise RewardModelError(f"Could not load {folder} as a reward model: "
                                f"{_first_line(exc)}") from exc
+    keep_plain_cpu_layout_where_packing_fails(model)
     model.config.pad_token_id = tokenizer.pad_token_id  # where each row's last token is found
 
     # 3. LoRA. peft adds the "score" head to modules_to_save for SEQ_CLS, so the head is
