@@ -30,13 +30,17 @@ run:
 	$(MAKE) setup
 	$(BIN)/rlhf-desk demo
 
+# Two workers (pytest-xdist; CI has two cores), then the tests marked serial alone: they hold
+# deadlines (an app launch must close within seconds) that a busy second core would break.
+WORKERS ?= 2
 test: setup
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -n $(WORKERS) -m "not serial"
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m serial
 
 # The everyday tier (under a minute): everything but the tests marked slow (launches, real
 # processes, trainings). CI runs all of them: `make test`.
 test-fast: setup
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow"
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -n $(WORKERS) -m "not slow"
 
 # Refresh constraints.txt on purpose: resolve today's releases within pyproject's ranges in a
 # scratch venv, write them down, then rebuild .venv from the new lock and run the whole suite.

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 from launching import launch
 
-pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]  # real app processes
+# Real app processes, with deadlines: run alone (`make test`), not beside another worker.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow, pytest.mark.serial]
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,10 @@ import torch  # noqa: E402
 from desktop_app.ml.models.loader import load_model  # noqa: E402
 from desktop_app.ml.models.tiny import build_tiny_model, train_tokenizer  # noqa: E402
 
-# Few threads: the models are tiny, and the test machines may have two cores.
-torch.set_num_threads(2)
+# Few threads: the models are tiny, and the test machines may have two cores. Under
+# pytest-xdist (`make test` runs a worker per core) one each: two workers with two threads
+# each on two cores spin against each other.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture(autouse=True)
