@@ -827,6 +827,11 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(job, top=False)
         add_options(job)
 
+    from desktop_app.job_commands import add_job_commands
+    add_job_commands(command, _Parser, _add_common,
+                     {"train-reward": _train_reward_options, "train-dpo": _train_dpo_options,
+                      "train-ppo": _train_ppo_options, "train-rloo": _train_rloo_options})
+
     p = command("rank-pending", cmd_rank_pending,
                 "score pending pairs with a reward model so the least certain are judged first")
     p.add_argument("--reward", type=int, metavar="RUN_ID",

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import sqlite_utils
 
@@ -655,6 +655,34 @@ class Store:
             self._hold_run_lock(cursor.lastrowid)
         return cursor.lastrowid
 
+    def add_finished_run(self, kind: RunKind, config: dict, *, parent_run_id: int | None,
+                         created_at: str, finished_at: str | None,
+                         artifact_of: Callable[[int], str],
+                         metrics: Iterable[tuple[int, str, float | None, float]]) -> int:
+        """A run that ran elsewhere (an exported job), recorded completed with its metrics
+        (step, name, value, time) in one transaction. ``artifact_of(run_id)`` names its
+        artifact, whose folder depends on the id."""
+        stored = json.dumps(config, allow_nan=False)
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "INSERT INTO runs (kind, config, status, parent_run_id, created_at, "
+                "finished_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [RunKind(kind), stored, RunStatus.COMPLETED, parent_run_id, created_at,
+                 finished_at])
+            run_id = cursor.lastrowid
+            self.db.execute("UPDATE runs SET artifact = ? WHERE id = ?",
+                            [artifact_of(run_id), run_id])
+            self.db.conn.executemany(
+                "INSERT INTO metrics (run_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, step, name, value, time) for step, name, value, time in metrics])
+        return run_id
+
+    def forget_run(self, run_id: int) -> None:
+        """Remove a run's row and metrics only (an import that could not put its files in
+        place); ``delete_run`` is the one that also deals with files and data."""
+        with self.db.atomic():
+            self.db.execute("DELETE FROM runs WHERE id = ?", [run_id])
+
     def _hold_run_lock(self, run_id: int) -> bool:
         """This process runs ``run_id`` until it finishes it or closes the store. False when
         another live process holds the run."""
@@ -762,11 +790,11 @@ class Store:
 
     def get_run(self, run_id: int) -> Run | None:
         row = self._one("SELECT * FROM runs WHERE id = ?", [run_id])
-        return Run.from_row(self._settle([row])[0]) if row else None
+        return Run.from_row(self._settle([row])[0], self.path.parent) if row else None
 
     def list_runs(self) -> list[Run]:
-        return [Run.from_row(row) for row in self._settle(self._rows("SELECT * FROM runs "
-                                                                      "ORDER BY id"))]
+        rows = self._settle(self._rows("SELECT * FROM runs ORDER BY id"))
+        return [Run.from_row(row, self.path.parent) for row in rows]
 
     def run_has_pairs(self, run_id: int) -> bool:
         """Whether any response was stored for run ``run_id`` (a generate run's output)."""

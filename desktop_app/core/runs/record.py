@@ -102,11 +102,17 @@ class Run:
     finished_at: str | None = None
 
     @classmethod
-    def from_row(cls, row: dict) -> "Run":
+    def from_row(cls, row: dict, root: str | os.PathLike | None = None) -> "Run":
+        """The record of a ``runs`` row. An artifact stored as a relative path (an exported
+        job's workspace, which moves between machines: ``core/jobs``) is read under ``root``,
+        the workspace's folder."""
         config = row.get("config") or "{}"
+        artifact = row.get("artifact")
+        if artifact and root is not None and not os.path.isabs(artifact):
+            artifact = str(Path(root) / artifact)
         return cls(id=row["id"], kind=RunKind(row["kind"]), status=RunStatus(row["status"]),
                    config=json.loads(config) if isinstance(config, str) else dict(config),
-                   error=row.get("error"), artifact=row.get("artifact"),
+                   error=row.get("error"), artifact=artifact,
                    parent_run_id=row.get("parent_run_id"), created_at=row.get("created_at", ""),
                    finished_at=row.get("finished_at"))
 

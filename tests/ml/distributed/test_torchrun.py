@@ -6,7 +6,8 @@ steps as one process with the same global batch and seed: the first logged windo
 is equal, and the held-out accuracy within noise. A run cancelled in one process resumes
 under torchrun with the uninterrupted run's steps; when one rank is killed the job ends, the
 run is interrupted, and it resumes. DPO, which shards the same way, takes the same steps as one
-process too. PPO and RLOO sample on every rank and write one run, once per step."""
+process too. PPO and RLOO sample on every rank and write one run, once per step; RLOO runs as
+an exported job (export-job, its launch.sh, import-run, evaluate)."""
 
 from __future__ import annotations
 
@@ -131,13 +132,11 @@ def count_runs(ws) -> int:
         return store.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
 
-@pytest.mark.parametrize("command", ["train-ppo", "train-rloo"])
-def test_ppo_and_rloo_under_torchrun_sample_on_every_rank_and_write_once(reward_ws, gpt2_dir,
-                                                                        command):
+def test_ppo_under_torchrun_samples_on_every_rank_and_writes_once(reward_ws, gpt2_dir):
     ws, reward = reward_ws
-    args = ["--workspace", str(ws.root), command, "--model", str(gpt2_dir), "--reward",
+    args = ["--workspace", str(ws.root), "train-ppo", "--model", str(gpt2_dir), "--reward",
             str(reward), "--steps", "2", "--batch-size", "8", "--mini-batch-size", "4",
-            "--max-new-tokens", "8", "--json"] + (["--k", "2"] if command == "train-rloo" else [])
+            "--max-new-tokens", "8", "--json"]
     before = count_runs(ws)
     proc = torchrun(args)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -146,20 +145,79 @@ def test_ppo_and_rloo_under_torchrun_sample_on_every_rank_and_write_once(reward_
     result = json.loads(lines[0])
     assert result["status"] == "completed" and Path(result["artifact"]).is_dir()
     assert count_runs(ws) == before + 1
-    with Store(ws.db_path) as store:
-        run = store.get_run(result["run_id"])
-        steps = store.db.execute("SELECT DISTINCT step FROM metrics WHERE run_id = ? AND "
-                                 "name = 'objective/kl'", [result["run_id"]]).fetchall()
-    assert run.kind == command.split("-")[1] and run.config["world_size"] == 2
-    assert sorted(step for (step,) in steps) == [1, 2]  # each step recorded once
+    assert_each_step_recorded_once(ws.db_path, result["run_id"], "ppo")
 
-    if command == "train-rloo":  # (one launch for both: PPOTrainer._check_world)
-        # Prompts that do not split over the ranks are refused in one sentence, before any
-        # run: 6 responses are 3 prompts of k = 2.
-        proc = torchrun(args[:args.index("--batch-size")] + [
-            "--batch-size", "6", "--mini-batch-size", "6", "--k", "2", "--json"])
-        assert proc.returncode != 0 and "multiples of 2" in proc.stderr, proc.stderr[-2000:]
-        assert count_runs(ws) == before + 1
+
+def assert_each_step_recorded_once(db: Path, run_id: int, kind: str) -> None:
+    with Store(db) as store:
+        run = store.get_run(run_id)
+        steps = store.db.execute("SELECT step FROM metrics WHERE run_id = ? AND "
+                                 "name = 'objective/kl'", [run_id]).fetchall()
+    assert run.kind == kind and run.config["world_size"] == 2
+    assert sorted(step for (step,) in steps) == [1, 2]
+
+
+def test_an_exported_rloo_job_runs_under_launch_sh_and_comes_home_to_be_evaluated(
+        reward_ws, gpt2_dir, tmp_path):
+    """export-job -> the job's launch.sh (torchrun, 2 CPU processes, rendezvous from the
+    environment) -> import-run -> evaluate: the job's run joins the workspace as an RLOO run of
+    the reward run it was tuned against, and evaluates like any other."""
+    ws, reward = reward_ws
+    job = tmp_path / "cluster" / "job"
+    rloo = ["--model", str(gpt2_dir), "--reward", str(reward), "--steps", "2", "--batch-size",
+            "8", "--mini-batch-size", "4", "--max-new-tokens", "8", "--k", "2"]
+    exported = single(["--workspace", str(ws.root), "export-job", "train-rloo", *rloo,
+                       str(job), "--json"])
+    assert Path(exported["folder"]) == job and exported["prompts"] > 0
+
+    env = launch_env(NPROC_PER_NODE="2", MASTER_PORT=str(free_port()))
+    proc = subprocess.run(["bash", str(job / "launch.sh"), "--json"], capture_output=True,
+                          text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout  # rank 0's JSON line
+    trained = json.loads(lines[0])
+    assert trained["status"] == "completed"
+    assert_each_step_recorded_once(job / "workspace" / "rlhf.db", trained["run_id"], "rloo")
+
+    imported = single(["--workspace", str(ws.root), "import-run", str(job), "--json"])
+    assert (imported["kind"], imported["status"]) == ("rloo", "completed")
+    assert imported["parent_run_id"] == reward and imported["config"]["world_size"] == 2
+    assert imported["metrics"] > 0
+    held_out = tmp_path / "held_out.txt"
+    held_out.write_text("Where is the cat?\nTell me about the rain.\n", encoding="utf-8")
+    evaluated = single(["--workspace", str(ws.root), "evaluate", "--a", str(imported["id"]),
+                        "--auto", "--reward", str(reward), "--prompts", str(held_out),
+                        "--max-new-tokens", "8", "--device", "cpu", "--json"])
+    assert evaluated["status"] == "completed" and evaluated["n"] == 2
+
+    # Prompts that do not split over the ranks are refused in one sentence, before any run:
+    # 6 responses are 3 prompts of k = 2. (Here, where launch.sh's torchrun is already paid.)
+    uneven = tmp_path / "uneven"
+    single(["--workspace", str(ws.root), "export-job", "train-rloo", *rloo, "--batch-size",
+            "6", "--mini-batch-size", "6", str(uneven), "--json"])  # the last value counts
+    proc = subprocess.run(["bash", str(uneven / "launch.sh")], capture_output=True, text=True,
+                          env=env | {"MASTER_PORT": str(free_port())}, timeout=600,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode != 0 and "multiples of 2" in proc.stderr, proc.stderr[-2000:]
+    with Store(uneven / "workspace" / "rlhf.db") as store:
+        assert [r.kind for r in store.list_runs()] == ["reward"]
+
+
+def launch_env(**settings: str) -> dict[str, str]:
+    """The environment a person gives launch.sh here: this venv's rlhf-desk and torchrun on
+    PATH, gloo, offline, one thread per process."""
+    bin_dir = str(Path(sys.executable).parent)
+    return os.environ | {"PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+                         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                         "OMP_NUM_THREADS": "1", "RLHF_DESK_DIST_BACKEND": "gloo"} | settings
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_a_run_cancelled_alone_resumes_under_torchrun_with_the_same_steps(tmp_path, gpt2_dir):
