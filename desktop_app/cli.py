@@ -366,12 +366,18 @@ def _train(train_fn: Callable, workspace, cfg, args: argparse.Namespace, **input
     """Run a training job in the foreground with a progress bar; Ctrl+C stops it after the
     step (a checkpoint is kept). A resume takes the run's stored config (``cfg`` is None)."""
     bar = ProgressBar()
+    emit: Callable = bar
+    if os.environ.get("RLHF_DESK_EVENTS"):  # the app runs this job under torchrun for you
+        from desktop_app.core.jobs.torchrun import ENV_EVENTS, EventFile
+        emit = EventFile(os.environ[ENV_EVENTS], bar)
     stop = _stop_on_ctrl_c()
     try:
-        return train_fn(workspace, cfg, resume_run_id=args.resume, emit=bar, stop=stop,
+        return train_fn(workspace, cfg, resume_run_id=args.resume, emit=emit, stop=stop,
                         **inputs)
     finally:
         bar.close()
+        if emit is not bar:
+            emit.close()
 
 
 def cmd_plan(args: argparse.Namespace, out: Output) -> int:
@@ -569,7 +575,8 @@ def _exit_status(result) -> int:
     """0 for a completed run, 130 for a cancelled one, 1 (with the reason) for a failed or
     interrupted one (another process of its torchrun job died)."""
     if result.status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
-        print(f"rlhf-desk: error: {result.error}", file=sys.stderr)
+        if not _under_torchrun() or os.environ.get("RANK") == "0":  # rank 0 speaks for a job
+            print(f"rlhf-desk: error: {result.error}", file=sys.stderr)
         return 1
     return 0 if result.status == RunStatus.COMPLETED else 130
 

@@ -86,6 +86,13 @@ def _one_run(run: Run, runs_by_id: dict[int, Run]) -> str:
         rows.append("<tr><td style='color:#6b7280'>Used by</td><td>" + ", ".join(
             f"<a href='{c.id}'>{KIND_LABELS[c.kind]} #{c.id}</a>"
             for c in children) + "</td></tr>")
+    came = run.config.get("imported_from")
+    if isinstance(came, dict):  # trained elsewhere (export-job), brought home by import-run
+        where = f"{came.get('folder', '?')}, run #{came.get('run_id', '?')} there"
+        processes = run.config.get("world_size")
+        where += f", {processes} processes" if processes else ""
+        rows.append("<tr><td style='color:#6b7280'>Trained</td><td>as a job: "
+                    f"{html.escape(where)}</td></tr>")
     if run.artifact:
         rows.append(f"<tr><td style='color:#6b7280'>Files</td>"
                     f"<td>{html.escape(run.artifact)}</td></tr>")

@@ -19,6 +19,7 @@ from desktop_app.core.runs.record import RunKind, RunStatus
 from desktop_app.core.wording import count
 from desktop_app.core.workspace import Workspace
 from desktop_app.gui.training.controller import Checkpoints, training_controller
+from desktop_app.gui.training.gpus import GpuChoice, on_gpus
 from desktop_app.gui.training.reward_page import FEW_VALIDATION_PAIRS, WARNING, accuracy_text
 from desktop_app.gui.widgets.charts import ChartBoard
 from desktop_app.gui.widgets.config_form import ConfigForm
@@ -72,10 +73,11 @@ class DPOPage(QWidget):
         self.use_button.clicked.connect(self._use_policy)
         self.plan_label = MemoryPlanLabel(self._plan_job, "DPO")
         self.form.changed.connect(self.plan_label.refresh)
+        self.gpus = GpuChoice()
         left = settings_column(
             [self.base_label, self.data_label], self.form,
             [(self.start_button, 2), (self.resume_button, 1), (self.cancel_button, 1)],
-            [self.plan_label, self.use_button])
+            [self.gpus, self.plan_label, self.use_button])
 
         self.charts = ChartBoard(CHARTS, columns=3)
         self.run = training_controller(
@@ -105,6 +107,7 @@ class DPOPage(QWidget):
     def activate(self) -> None:
         """The page is shown: judgments and runs may have changed elsewhere."""
         self.refresh()
+        self.gpus.refresh()
 
     def refresh(self) -> None:
         self.plan_label.refresh()  # the judgments may have changed (their longest pair)
@@ -156,7 +159,8 @@ class DPOPage(QWidget):
     # -- running -----------------------------------------------------------------------------
 
     def start(self, resume_run_id: int | None = None) -> None:
-        from desktop_app.ml.dpo.train import train_dpo
+        from desktop_app.core.jobs.torchrun import config_options
+        from desktop_app.ml.dpo.train import DPOResult, train_dpo
         if self.run.running:
             return
         cfg, base = self.form.value(), self.base_model
@@ -170,6 +174,10 @@ class DPOPage(QWidget):
         def work(emit, stop):
             return train_dpo(workspace, cfg, base_model=base, resume_run_id=resume_run_id,
                              emit=emit, stop=stop)
+
+        work = on_gpus(work, self.gpus.count(), workspace, "train-dpo", kind=RunKind.DPO,
+                       result_type=DPOResult, resume_run_id=resume_run_id,
+                       options=lambda: config_options(cfg) + ["--model", base])
 
         self.charts.clear()
         if resume_run_id is not None:

@@ -29,6 +29,7 @@ from desktop_app.core.events import Log, Metric, Progress
 from desktop_app.core.runs.record import RunKind, RunStatus
 from desktop_app.core.workspace import Workspace
 from desktop_app.gui.training.controller import Checkpoints, training_controller
+from desktop_app.gui.training.gpus import GpuChoice, on_gpus
 from desktop_app.gui.widgets.charts import ChartBoard
 from desktop_app.gui.widgets.config_form import ConfigForm
 from desktop_app.gui.widgets.memory_plan import MemoryPlanLabel
@@ -85,10 +86,11 @@ class PPOPage(QWidget):
         self.plan_label = MemoryPlanLabel(self._plan_job, self.method)
         self.form.changed.connect(self.plan_label.refresh)
         self.reward_box.currentIndexChanged.connect(self.plan_label.refresh)
+        self.gpus = GpuChoice()
         left = settings_column(
             [QLabel("<b>Reward model</b>"), self.reward_box, self.base_label], self.form,
             [(self.start_button, 2), (self.resume_button, 1), (self.cancel_button, 1)],
-            [self.plan_label, self.use_button])
+            [self.gpus, self.plan_label, self.use_button])
 
         self.charts = ChartBoard(self.charts_spec, columns=3)
         self.run = training_controller(
@@ -138,6 +140,7 @@ class PPOPage(QWidget):
     def activate(self) -> None:
         """The page is shown: runs may have changed elsewhere."""
         self.refresh()
+        self.gpus.refresh()
 
     def refresh(self) -> None:
         current = self.reward_box.currentData()
@@ -180,6 +183,8 @@ class PPOPage(QWidget):
     # -- running -----------------------------------------------------------------------------
 
     def start(self, resume_run_id: int | None = None) -> None:
+        from desktop_app.core.jobs.torchrun import config_options
+        from desktop_app.ml.ppo.train import PPOResult
         train_fn = self.train_fn()
         if self.run.running:
             return
@@ -191,6 +196,11 @@ class PPOPage(QWidget):
         def work(emit, stop):
             return train_fn(workspace, cfg, base_model=base, reward_run_id=reward,
                             resume_run_id=resume_run_id, emit=emit, stop=stop)
+
+        work = on_gpus(work, self.gpus.count(), workspace, self.command, kind=self.kind,
+                       result_type=PPOResult, resume_run_id=resume_run_id,
+                       options=lambda: config_options(cfg) + ["--model", base,
+                                                              "--reward", str(reward)])
 
         self.charts.clear()
         if resume_run_id is not None:

@@ -39,6 +39,7 @@ from desktop_app.core.wording import count
 from desktop_app.core.workspace import Workspace
 from desktop_app.gui.jobs import Job
 from desktop_app.gui.training.controller import Checkpoints, training_controller
+from desktop_app.gui.training.gpus import GpuChoice, on_gpus
 from desktop_app.gui.widgets.charts import ChartBoard
 from desktop_app.gui.widgets.config_form import ConfigForm
 from desktop_app.gui.widgets.memory_plan import MemoryPlanLabel
@@ -105,9 +106,10 @@ class RewardPage(QWidget):
 
         self.plan_label = MemoryPlanLabel(self._plan_job, "Training")
         self.form.changed.connect(self.plan_label.refresh)
+        self.gpus = GpuChoice()
         left = settings_column([self.base_label, self.data_label], self.form, [
             (self.train_button, 2), (self.resume_button, 1), (self.cancel_button, 1)],
-            [self.plan_label])
+            [self.gpus, self.plan_label])
 
         # -- right: progress + charts, and the inspector --------------------------------------
         self.charts = ChartBoard(CHARTS)
@@ -288,6 +290,7 @@ class RewardPage(QWidget):
     def activate(self) -> None:
         """The page is shown: runs may have changed elsewhere."""
         self.refresh()
+        self.gpus.refresh()
 
     def refresh(self) -> None:
         self.plan_label.refresh()  # the judgments may have changed (their longest pair)
@@ -343,7 +346,8 @@ class RewardPage(QWidget):
     # -- training ----------------------------------------------------------------------------
 
     def start_training(self, resume_run_id: int | None = None) -> None:
-        from desktop_app.ml.reward.train import train_reward_model
+        from desktop_app.core.jobs.torchrun import config_options
+        from desktop_app.ml.reward.train import RewardResult, train_reward_model
         if self.run.running:
             return
         cfg = self.form.value()
@@ -360,6 +364,10 @@ class RewardPage(QWidget):
         def work(emit, stop):
             return train_reward_model(workspace, cfg, base_model=base,
                                       resume_run_id=resume_run_id, emit=emit, stop=stop)
+
+        work = on_gpus(work, self.gpus.count(), workspace, "train-reward", kind=RunKind.REWARD,
+                       result_type=RewardResult, resume_run_id=resume_run_id,
+                       options=lambda: config_options(cfg) + ["--model", base])
 
         self.charts.clear()
         if resume_run_id is not None:
