@@ -245,3 +245,28 @@ def test_import_says_where_an_unfinished_job_stands(home, model, tmp_path):
         run = import_run(store, home.runs_dir, job.folder).run
     assert (run.kind, run.parent_run_id) == (RunKind.RLOO, reward)
     assert list(home.runs_dir.glob(".import-*")) == []
+
+
+def test_a_prompt_file_and_a_starting_policy_travel_with_the_job(home, model, tmp_path):
+    """PPO on a prompt file: the job's workspace holds exactly the file's prompts (the home
+    workspace gains none); a starting policy is copied in and named relative to the job."""
+    reward = reward_run(home)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Prompt 3\nA new prompt\nAnother new one\n", encoding="utf-8")
+    start = tmp_path / "start-policy"
+    start.mkdir()
+    (start / "adapter_config.json").write_text("{}")
+    cfg = PPOConfig(prompt_file=str(prompts), init_policy=str(start))
+    job = export_job(home, "train-ppo", cfg, tmp_path / "job", base_model=str(model),
+                     reward_run_id=reward)
+    folder = JobFolder(job.folder)
+    with Store(folder.workspace_dir / "rlhf.db") as there:
+        texts = [p["text"] for p in there.list_prompts()]
+    assert texts == ["Prompt 3", "A new prompt", "Another new one"] and job.prompts == 3
+    with Store(home.db_path) as store:
+        assert "A new prompt" not in {p["text"] for p in store.list_prompts()}
+    spec = folder.read()
+    assert spec["job_config"]["prompt_file"] == "" and spec["job_config"]["init_policy"] == \
+        "init_policy"
+    assert spec["config"]["init_policy"] == str(start)
+    assert (folder.root / "init_policy" / "adapter_config.json").is_file()

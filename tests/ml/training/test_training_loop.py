@@ -202,6 +202,19 @@ def test_any_other_error_fails_the_run_and_is_raised(ws):
     assert (run.status, run.error) == (RunStatus.FAILED, "KeyError: 'weights'")
 
 
+def test_a_method_that_does_not_shard_its_data_refuses_torchrun_in_one_sentence(ws,
+                                                                               monkeypatch):
+    """Every method has opted in (``distributed = True``); one that has not must say so, not
+    train each rank on the whole data."""
+    from desktop_app.ml.training import loop
+    from desktop_app.ml.training.distributed import World
+    assert not LineTrainer.distributed
+    monkeypatch.setattr(loop, "world", lambda: World(rank=0, size=2))
+    with pytest.raises(UserError, match="does not run under torchrun yet; run it as one "):
+        fit(ws)
+    assert run_of(ws, 1) is None
+
+
 def test_a_bad_config_is_refused_before_any_run_exists(ws):
     with pytest.raises(UserError, match="lr = 5"):
         fit(ws, LineConfig(lr=5.0))
