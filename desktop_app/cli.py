@@ -834,6 +834,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(job, top=False)
         add_options(job)
 
+    from desktop_app.serve.command import add_serve_command
+    add_serve_command(command)
+
     from desktop_app.job_commands import add_job_commands
     add_job_commands(command, _Parser, _add_common,
                      {"train-reward": _train_reward_options, "train-dpo": _train_dpo_options,

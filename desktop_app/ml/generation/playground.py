@@ -77,6 +77,7 @@ class Completion:
     stopped: bool  # cut short by a stop request
     seed: int
     seconds: float = 0.0
+    prompt_tokens: int = 0
 
     @property
     def tokens_per_s(self) -> float:
@@ -259,10 +260,24 @@ class Playground:
         ``on_text(side, delta, text_so_far)``."""
         return self._generate(prompt, list(sides), sampling, seed, on_text, stop)
 
+    def stream_raw(self, text: str, which: str, sampling: SamplingConfig, seed: int,
+                   on_text: Callable[[str], None] | None = None,
+                   stop: StopToken | None = None) -> Completion:
+        """``stream`` for a plain text continued as it is, never through the chat template (a
+        completion, not a chat turn)."""
+        sampling.validate()
+        budget = self._budget(sampling)
+        ids = list(self.tokenizer(text[-budget * 32:])["input_ids"])[-budget:]
+        callback = (lambda side, delta, so_far: on_text(delta)) if on_text else None
+        return self._run_streams(ids or self._fallback_ids(), [which], sampling, seed,
+                                 callback, stop)[which]
+
     def _generate(self, prompt, sides, cfg, seed, on_text, stop) -> dict[str, Completion]:
         cfg.validate()
         prompt = prompt if isinstance(prompt, PromptInput) else PromptInput(0, prompt)
-        ids = self._prompt_ids(prompt, cfg)
+        return self._run_streams(self._prompt_ids(prompt, cfg), sides, cfg, seed, on_text, stop)
+
+    def _run_streams(self, ids, sides, cfg, seed, on_text, stop) -> dict[str, Completion]:
         streams = [_Stream(self, side, ids, cfg, seed, on_text) for side in sides]
         live = list(streams)
         while live:
@@ -279,14 +294,18 @@ class Playground:
     def _prompt_ids(self, prompt: PromptInput, cfg: SamplingConfig) -> list[int]:
         """As ``sampling.generate_tokens`` does: keep the end of a prompt too long for the
         model's positions; an empty prompt still gets one token to condition on."""
+        ids = encode_prompt(self.tokenizer, prompt, self._budget(cfg))
+        return ids or self._fallback_ids()
+
+    def _budget(self, cfg: SamplingConfig) -> int:
         try:
-            budget = _prompt_budget(self.model, cfg.max_new_tokens)
+            return _prompt_budget(self.model, cfg.max_new_tokens) or 131_072
         except ValueError as exc:
             raise PlaygroundError(str(exc)) from exc
-        ids = encode_prompt(self.tokenizer, prompt, budget)
-        fallback = next(t for t in (self.tokenizer.bos_token_id, *self.lm.eos_token_ids,
-                                    self.tokenizer.pad_token_id) if t is not None)
-        return ids or [fallback]
+
+    def _fallback_ids(self) -> list[int]:
+        return [next(t for t in (self.tokenizer.bos_token_id, *self.lm.eos_token_ids,
+                                 self.tokenizer.pad_token_id) if t is not None)]
 
     def close(self) -> None:
         """Drop the model; its memory is freed once nothing else holds it."""
@@ -306,6 +325,7 @@ class _Stream:
         self.pg, self.side, self.cfg, self.seed, self.on_text = pg, side, cfg, seed, on_text
         device = pg.model.device
         self.ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+        self.prompt_tokens = len(prompt_ids)
         self.next_input = self.ids
         self.cache = None
         self.generator = torch.Generator(device=device)
@@ -358,7 +378,8 @@ class _Stream:
         return Completion(side=self.side, text=text, tokens=list(self.tokens),
                           completion_tokens=len(self.tokens) + int(self.finished),
                           finished=self.finished, stopped=self.stopped and not self.done,
-                          seed=self.seed, seconds=self.seconds)
+                          seed=self.seed, seconds=self.seconds,
+                          prompt_tokens=self.prompt_tokens)
 
 
 def _processors(cfg: SamplingConfig):
