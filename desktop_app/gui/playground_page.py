@@ -36,6 +36,7 @@ from desktop_app.core.data.store import Store
 from desktop_app.core.runs.record import POLICY_KINDS, Run, RunKind
 from desktop_app.core.workspace import Workspace
 from desktop_app.gui.jobs import Job
+from desktop_app.gui.serve_panel import ServePanel
 from desktop_app.gui.widgets.config_form import ConfigForm
 from desktop_app.gui.widgets.panes import side_by_side
 
@@ -195,6 +196,8 @@ class PlaygroundPage(QWidget):
         lv.addWidget(self.reward_box)
         lv.addWidget(self.base_label)
         lv.addWidget(scroll, 1)
+        self.serve = ServePanel(workspace, self._serve_choice)
+        lv.addWidget(self.serve)
         left.setMinimumWidth(300)
         left.setMaximumWidth(380)
 
@@ -304,13 +307,27 @@ class PlaygroundPage(QWidget):
         it was trained on, so a chosen PPO run decides."""
         run = self._policy_run()
         if run and run.config.get("base_model"):
-            return run.config["base_model"], f"PPO run {run.id}"
+            return run.config["base_model"], run.label
         if self.base_model:
             return self.base_model, "the Models page"
         reward = self._reward_run()
         if reward and reward.config.get("base_model"):
             return reward.config["base_model"], f"reward run {reward.id}"
         return None, ""
+
+    def _serve_choice(self) -> tuple[str, str | None, str] | str:
+        """What "Serve to other apps" serves: the chosen policy on its base, or the base; or
+        why there is nothing to serve."""
+        base, _ = self._base_for_run()
+        if not base:
+            return "Load a model on the Models page first."
+        run = self._policy_run()
+        if run is None:
+            return base, None, Path(base).name
+        adapter = run.usable_artifact()
+        if adapter is None:
+            return f"The policy of {run.label} is no longer on disk."
+        return base, str(adapter), f"{Path(base).name}-{run.kind}-{run.id}"
 
     def _update_labels(self) -> None:
         base, source = self._base_for_run()
@@ -319,7 +336,7 @@ class PlaygroundPage(QWidget):
             f"{source})</span>" if base else
             "<b>Base model:</b> none — load one on the Models page.")
         run = self._policy_run()
-        self.panes["policy"].title.setText(f"Tuned policy (PPO run {run.id})" if run
+        self.panes["policy"].title.setText(f"Tuned policy ({run.label})" if run
                                            else "Tuned policy (none chosen)")
         self._update_buttons()
 
@@ -533,7 +550,8 @@ class PlaygroundPage(QWidget):
         self._set_status("Models freed for training; the next run loads them again.")
 
     def shutdown(self) -> None:
-        """Stop a run (within a token) and free the models' memory."""
+        """Stop a run (within a token) and serving, and free the models' memory."""
+        self.serve.shutdown()
         if self.running:
             self.job.cancel()
             self.job.wait(60000)

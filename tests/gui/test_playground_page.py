@@ -245,3 +245,34 @@ def test_training_frees_models_held_on_a_gpu_between_runs(qtbot, window, workspa
     assert page.last_result is not None and page.session is not None
     assert not dialogs, dialogs
     page.shutdown()
+
+
+def test_serve_starts_and_stops_the_chosen_policy_for_other_apps(qtbot, window, workspace,
+                                                                 store, tiny_chat_model,
+                                                                 tiny_artifacts):
+    """"Serve to other apps": the chosen policy behind an OpenAI-compatible address on this
+    machine, its requests counted, its prompts kept when asked, stopped on request."""
+    import openai
+
+    _, ppo = add_runs(store, workspace, tiny_chat_model, tiny_artifacts)
+    page = open_page(window)
+    panel = page.serve
+    panel.port.setValue(0)  # any free port
+    panel.collect.setChecked(True)
+    qtbot.mouseClick(panel.button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.server is not None, timeout=60_000)
+    assert panel.button.text() == "Stop serving" and not panel.port.isEnabled()
+    model_id = f"{tiny_chat_model.name}-ppo-{ppo}"
+    assert model_id in panel.status.text() and panel.server.url in panel.status.text()
+
+    reply = openai.OpenAI(base_url=panel.server.url, api_key="-", max_retries=0).chat \
+        .completions.create(model=model_id, max_tokens=4,
+                            messages=[{"role": "user", "content": "Served prompt?"}])
+    assert reply.choices[0].message.role == "assistant"
+    qtbot.waitUntil(lambda: "1 request" in panel.status.text(), timeout=5_000)
+    assert "Served prompt?" in {p["text"] for p in store.list_prompts()}
+
+    qtbot.mouseClick(panel.button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.busy, timeout=60_000)
+    assert panel.server is None and panel.status.text() == "Stopped after 1 request."
+    assert panel.button.text() == "Start serving"

@@ -167,3 +167,19 @@ def test_the_cli_refuses_a_public_address_without_a_key(capsys, tmp_path, llama_
                  "--host", "0.0.0.0"])
     err = capsys.readouterr().err
     assert code == 1 and "needs an API key" in err and len(err.splitlines()) == 1
+
+
+def test_a_client_that_leaves_mid_stream_stops_its_generation(server, engine, monkeypatch):
+    from waiting import poll_until
+    requests = []
+    submit = engine.submit
+    monkeypatch.setattr(engine, "submit", lambda r: (requests.append(r), submit(r)))
+    body = {"model": engine.model_id, "max_tokens": 400, "stream": True, "temperature": 2.0,
+            "messages": [{"role": "user", "content": "Talk about the cat for a long time."}]}
+    with httpx.stream("POST", server.url + "/chat/completions", json=body) as response:
+        next(line for line in response.iter_lines() if line.startswith("data:"))
+    assert poll_until(lambda: requests and requests[0].stop.requested, timeout=30)
+    # The engine is free again: the next request is answered.
+    assert client(server).chat.completions.create(
+        model=engine.model_id, max_tokens=2,
+        messages=[{"role": "user", "content": "Hi"}]).choices[0].message.role == "assistant"
