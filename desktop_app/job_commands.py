@@ -45,7 +45,8 @@ def cmd_export_job(args: argparse.Namespace, out) -> int:
                 "pairs": job.pairs, "prompts": job.prompts},
                f"Wrote the {command} job ({what}) to {job.folder}.\n"
                f"Run it there with {job.folder / 'launch.sh'} (see its README.md), then bring "
-               f"it back with `rlhf-desk import-run {job.folder}`.")
+               f"it back with `rlhf-desk --workspace {workspace.root} import-run "
+               f"{job.folder}`.")
     return 0
 
 
@@ -91,12 +92,14 @@ def cmd_import_run(args: argparse.Namespace, out) -> int:
     from desktop_app.core.jobs.importing import import_run
     workspace, store = _open_store(args)
     with store:
-        imported = import_run(store, workspace.runs_dir, args.job_dir)
+        imported = import_run(store, workspace.runs_dir, args.job_dir, run_id=args.run)
     run = imported.run
+    others = (f" The job has other completed runs ({', '.join(map(str, imported.others))}): "
+              "import one with --run RUN_ID." if imported.others else "")
     out.result(run.to_dict() | {"job_run_id": imported.job_run_id,
                                 "metrics": imported.metrics},
                f"Imported the job's run {imported.job_run_id} as {run.label} "
-               f"({count(imported.metrics, 'metric point')}).\n"
+               f"({count(imported.metrics, 'metric point')}).{others}\n"
                f"{run.kind.capitalized if run.kind.trains_policy else 'Reward model'}: "
                f"{run.artifact}")
     return 0
@@ -117,6 +120,9 @@ def add_job_commands(command, sub_parser_class, add_common, train_options: dict)
                                           "these options elsewhere.")
         add_common(job, top=False)
         train_options[name](job)
+        for action in job._actions:  # a job starts a new run; launch.sh --resume continues it
+            if action.dest == "resume":
+                action.help = argparse.SUPPRESS
         job.add_argument("out_dir", metavar="OUT_DIR",
                          help="the job folder to write (new, or empty)")
 
@@ -133,3 +139,6 @@ def add_job_commands(command, sub_parser_class, add_common, train_options: dict)
                 "bring an exported job's finished run into this workspace: metrics, artifact "
                 "and lineage (it then shows on the Runs page like any run)")
     p.add_argument("job_dir", metavar="JOB_DIR")
+    p.add_argument("--run", type=int, metavar="RUN_ID",
+                   help="which completed run of the job (its id in the job's workspace; "
+                        "default: the newest)")

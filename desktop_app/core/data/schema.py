@@ -118,6 +118,28 @@ MIGRATIONS: list[str] = [
     CREATE INDEX judgment_changes_comparison ON judgment_changes(comparison_id, id);
     CREATE INDEX comparisons_judged ON comparisons(eval_run_id, judged_at);
     """,
+    # 5: chat (``core/data/chat.py``). A conversation with the current policy, kept unless it
+    # is private; each turn in order. An assistant turn names the policy run that wrote it
+    # (NULL: the base model) and, when it came from a rating, the comparison it won, whose
+    # prompt is the conversation up to that turn. A deleted comparison keeps its turn.
+    """
+    CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE chat_turns (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+        content TEXT NOT NULL,
+        policy_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+        comparison_id INTEGER REFERENCES comparisons(id) ON DELETE SET NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX chat_turns_conversation ON chat_turns(conversation_id, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -28,13 +28,16 @@ class ImportedRun:
     run: Run
     job_run_id: int
     metrics: int
+    others: list[int]  # the job's other completed runs (launch.sh run more than once)
 
 
-def import_run(store: Store, runs_dir: str | Path, job_dir: str | Path) -> ImportedRun:
+def import_run(store: Store, runs_dir: str | Path, job_dir: str | Path,
+               run_id: int | None = None) -> ImportedRun:
+    """The job's newest completed run, or its run ``run_id``, into the workspace."""
     folder = JobFolder(Path(job_dir).expanduser().resolve())
     job = folder.read()
     kind = folder.kind(job)
-    done = _finished_run(folder, kind)
+    done, others = _finished_run(folder, kind, run_id)
     _not_imported_yet(store, job, done)
     parent = _parent(store, job, kind)
     with Store(folder.workspace_dir / "rlhf.db") as there:
@@ -58,32 +61,39 @@ def import_run(store: Store, runs_dir: str | Path, job_dir: str | Path) -> Impor
     try:
         shutil.copytree(done.folder(folder.workspace_dir / "runs"), staging,
                         ignore=shutil.ignore_patterns(*LEFT_IN_THE_JOB))
-        run_id = store.add_finished_run(
+        new_id = store.add_finished_run(
             kind, config, parent_run_id=parent, created_at=done.created_at,
             finished_at=done.finished_at,
             artifact_of=lambda rid: str(run_dir(runs, rid, kind) / artifact.name),
             metrics=points)
         try:
-            staging.rename(run_dir(runs, run_id, kind))
+            staging.rename(run_dir(runs, new_id, kind))
         except OSError:
-            store.forget_run(run_id)
+            store.forget_run(new_id)
             raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ImportedRun(store.get_run(run_id), done.id, len(points))
+    return ImportedRun(store.get_run(new_id), done.id, len(points), others)
 
 
-def _finished_run(folder: JobFolder, kind: RunKind) -> Run:
-    """The job's completed run, or an error that says where the job stands."""
+def _finished_run(folder: JobFolder, kind: RunKind,
+                  run_id: int | None) -> tuple[Run, list[int]]:
+    """The job's completed run (the newest, or ``run_id``) and its other completed runs, or
+    an error that says where the job stands."""
     db = folder.workspace_dir / "rlhf.db"
     if not db.is_file():
         raise JobError(f"{folder.root} has no workspace/rlhf.db: it is not a whole job folder")
     with Store(db) as there:
         runs = [r for r in there.list_runs() if r.kind == kind]
     done = [r for r in runs if r.status == RunStatus.COMPLETED]
+    if run_id is not None:
+        runs = [r for r in runs if r.id == run_id]
+        if not runs:
+            raise JobError(f"The job in {folder.root} has no {kind.noun} run {run_id}.")
+        done = [r for r in done if r.id == run_id]
     if done:
-        return done[-1]
+        return done[-1], [r.id for r in done[:-1]] if run_id is None else []
     if not runs:
         raise JobError(f"The job in {folder.root} has not run yet: start it with "
                        f"{folder.root / 'launch.sh'}, then import it.")

@@ -119,8 +119,10 @@ README = """# RLHF Desk job `{job_id}`
 
 ## Run it
 
-Each machine needs RLHF Desk installed (`pip install rlhf-desk`, the same version) and the
-base model in a local folder. No network is used.
+Each machine needs RLHF Desk {version} installed (as on the machine the job came from) and
+the base model `{model_name}`: copy its folder there and name it with `BASE_MODEL`. No network
+is used. `--batch-size` and the other settings in `job.json` are the whole step's, whatever
+the number of processes: each process computes its share.
 
 One machine with all its GPUs:
 

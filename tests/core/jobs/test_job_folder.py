@@ -270,3 +270,18 @@ def test_a_prompt_file_and_a_starting_policy_travel_with_the_job(home, model, tm
         "init_policy"
     assert spec["config"]["init_policy"] == str(start)
     assert (folder.root / "init_policy" / "adapter_config.json").is_file()
+
+
+def test_a_job_run_twice_imports_its_newest_run_or_the_one_asked_for(home, model, tmp_path):
+    job = export_job(home, "train-reward", RewardConfig(), tmp_path / "job",
+                     base_model=str(model))
+    folder = JobFolder(job.folder)
+    first, second = finish_job_run(folder, RunKind.REWARD), finish_job_run(folder,
+                                                                          RunKind.REWARD)
+    with Store(home.db_path) as store:
+        newest = import_run(store, home.runs_dir, job.folder)
+        assert (newest.job_run_id, newest.others) == (second, [first])
+        older = import_run(store, home.runs_dir, job.folder, run_id=first)
+        assert (older.job_run_id, older.others) == (first, [])
+        with pytest.raises(JobError, match="has no reward-model run 9"):
+            import_run(store, home.runs_dir, job.folder, run_id=9)
