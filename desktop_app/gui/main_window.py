@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from desktop_app import __version__
 from desktop_app.core.data.store import Store
 from desktop_app.core.workspace import Workspace
+from desktop_app.gui.chat_page import ChatPage
 from desktop_app.gui.evaluate.page import EvaluatePage
 from desktop_app.gui.judge.page import JudgePage
 from desktop_app.gui.models_page import ModelsPage
@@ -66,6 +67,7 @@ class MainWindow(QMainWindow):
         self.ppo_page = self.policy_page.ppo
         self.rloo_page, self.dpo_page = self.policy_page.rloo, self.policy_page.dpo
         self.evaluate_page = EvaluatePage(workspace, store)
+        self.chat_page = ChatPage(workspace, store)
         self.playground_page = PlaygroundPage(workspace, store)
         self.runs_page = RunsPage(workspace, store)
         self.pages = QStackedWidget()
@@ -75,7 +77,8 @@ class MainWindow(QMainWindow):
         for name, page in (("Judge", self.judge_page), ("Prompts", self.prompts_page),
                            ("Models", self.models_page), ("Reward model", self.reward_page),
                            ("Policy", self.policy_page), ("Evaluate", self.evaluate_page),
-                           ("Playground", self.playground_page), ("Runs", self.runs_page)):
+                           ("Chat", self.chat_page), ("Playground", self.playground_page),
+                           ("Runs", self.runs_page)):
             self.sidebar.addItem(name)
             self.pages.addWidget(page)
         self.sidebar.currentRowChanged.connect(self._show_page)
@@ -111,17 +114,18 @@ class MainWindow(QMainWindow):
         # What the window tells them.
         self.model_loaded.connect(self.judge_page.set_model)
         for page in (self.reward_page, self.policy_page, self.evaluate_page,
-                     self.playground_page):
+                     self.playground_page, self.chat_page):
             self.base_model_changed.connect(page.set_base_model)
         # Room for training: generation waits (its weights in main memory on a GPU), and the
         # models the playground and the reward inspector keep as caches are freed.
         self.training_began.connect(self.judge_page.pause_for_training)
         self.training_began.connect(self.playground_page.free_gpu_memory)
+        self.training_began.connect(self.chat_page.free_gpu_memory)
         self.training_began.connect(self.reward_page.free_gpu_memory)
         self.training_ended.connect(self.judge_page.resume_after_training)
         self.policy_requested.connect(self.models_page.load_policy)
         for page in (self.reward_page, self.policy_page, self.evaluate_page,
-                     self.playground_page, self.judge_page, self.models_page):
+                     self.playground_page, self.chat_page, self.judge_page, self.models_page):
             self.closing.connect(page.shutdown)
         self._training = 0  # training jobs running (reward, PPO, evaluation)
         self.sidebar.setCurrentRow(0)

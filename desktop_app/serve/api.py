@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from desktop_app.core.config import SamplingConfig
-from desktop_app.ml.generation.sampling import PromptInput
+from desktop_app.ml.generation.sampling import PromptInput, plain_transcript
 from desktop_app.serve.engine import Engine, EngineBusy
 from desktop_app.serve.engine import Request as Generation
 
@@ -99,7 +99,7 @@ def create_api(engine: Engine, *, api_key: str | None = None, max_body: int = MA
         sampling, seed, stops = _sampling(body, engine)
         if collect is not None:
             await asyncio.get_running_loop().run_in_executor(None, collect, messages)
-        prompt = PromptInput(0, _transcript(messages), messages)
+        prompt = PromptInput(0, plain_transcript(messages), messages)
         api.state.requests += 1
         return await _respond(engine, prompt, sampling, seed, stops, bool(body.get("stream")),
                               chat=True)
@@ -215,12 +215,6 @@ def _sampling(body: dict, engine: Engine) -> tuple[SamplingConfig, int, list[str
                               top_p=max(top_p, 0.05), top_k=1 if greedy else 0,
                               max_new_tokens=max_tokens)
     return sampling, seed if seed is not None else secrets.randbelow(2**31), stops
-
-
-def _transcript(messages: list[dict]) -> str:
-    """The conversation as plain text, for a model without a chat template."""
-    turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-    return "\n\n".join(turns + ["Assistant:"])
 
 
 # ---- answering -----------------------------------------------------------------------------

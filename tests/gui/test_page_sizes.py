@@ -29,8 +29,8 @@ from .page_data import populate
 pytestmark = pytest.mark.slow  # every page and tab of a filled window, at two sizes
 
 SIZES = [(1024, 600), (1280, 800)]
-PAGES = ["Judge", "Prompts", "Models", "Reward model", "Policy", "Evaluate", "Playground",
-         "Runs"]
+PAGES = ["Judge", "Prompts", "Models", "Reward model", "Policy", "Evaluate", "Chat",
+         "Playground", "Runs"]
 CHECKED = (QPushButton, QAbstractSpinBox, QComboBox, QCheckBox, QRadioButton)
 LEAST_LINE_EDIT = 120   # a line edit narrower than this is no place to type
 

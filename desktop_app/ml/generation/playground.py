@@ -470,6 +470,18 @@ class PlaygroundSession:
         result.scores = dict(zip(sides, scores))
         return result
 
+    def model_for(self, base_model: str, policy_adapter: str | None, emit: Emit = ignore,
+                  stop: StopToken | None = None) -> tuple[Playground, str]:
+        """The loaded base with ``policy_adapter`` attached and active (when given), and the
+        side to generate with: "policy", or "base" for the base model alone."""
+        pg = self._base(base_model, emit, stop or StopToken())
+        if not policy_adapter:
+            return pg, BASE
+        if str(Path(policy_adapter).expanduser()) not in pg.policies:
+            emit(Progress(0, 0, "Loading the tuned policy…"))
+        pg.add_policy(policy_adapter)
+        return pg, POLICY
+
     def _base(self, path: str, emit: Emit, stop: StopToken) -> Playground:
         folder = str(Path(path).expanduser())
         if self.playground is not None and self._base_key == folder:

@@ -71,6 +71,13 @@ class GeneratedTokens:
         return self.sequences[:, self.prompt_width:]
 
 
+def plain_transcript(messages: list[dict]) -> str:
+    """A conversation as plain text, ending where the assistant speaks next: what a model
+    without a chat template is given (``PromptInput.text`` of a chat)."""
+    turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n\n".join(turns + ["Assistant:"])
+
+
 def render_prompt(tokenizer, prompt: PromptInput) -> tuple[str, bool]:
     """The text the model sees, and whether it came from the chat template. A templated text
     already holds its special tokens, so it must be tokenized with add_special_tokens=False."""
