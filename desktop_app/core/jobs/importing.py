@@ -18,6 +18,7 @@ from pathlib import Path
 from desktop_app.core.data.store import Store
 from desktop_app.core.jobs.folder import JobError, JobFolder
 from desktop_app.core.runs.record import Run, RunKind, RunStatus, run_dir
+from desktop_app.core.runs.session import write_json
 
 # Files of the job's run folder that are its working state there, not its result.
 LEFT_IN_THE_JOB = ("checkpoint", "checkpoint.old", "checkpoint.new")
@@ -67,6 +68,8 @@ def import_run(store: Store, runs_dir: str | Path, job_dir: str | Path,
             artifact_of=lambda rid: str(run_dir(runs, rid, kind) / artifact.name),
             metrics=points)
         try:
+            # The folder's config.json, as a run of this workspace writes it.
+            write_json(staging / "config.json", config | {"run_id": new_id})
             staging.rename(run_dir(runs, new_id, kind))
         except OSError:
             store.forget_run(new_id)

@@ -219,6 +219,8 @@ def test_import_brings_the_run_home_with_metrics_artifact_and_lineage(home, mode
     assert [(m["step"], m["value"]) for m in metrics] == [(s, 1.0 / s) for s in range(1, 6)]
     assert run.usable_artifact() == home.runs_dir / f"{run.id:04d}-dpo" / "policy"
     assert not (home.runs_dir / f"{run.id:04d}-dpo" / "checkpoint").exists()
+    written = json.loads((home.runs_dir / f"{run.id:04d}-dpo" / "config.json").read_text())
+    assert written["run_id"] == run.id and written["beta"] == 0.2
 
     with Store(home.db_path) as store, pytest.raises(JobError, match=f"as DPO run {run.id}"):
         import_run(store, home.runs_dir, job.folder)
