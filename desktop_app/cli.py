@@ -494,7 +494,12 @@ def cmd_runs(args: argparse.Namespace, out: Output) -> int:
             if run.error:
                 lines.append(f"  error     {run.error}")
             lines.append("  config")
-            lines += [f"    {k} = {v}" for k, v in sorted(run.config.items())]
+            for k, v in sorted(run.config.items()):
+                if isinstance(v, dict):  # a group (a generate run's sampling, imported_from)
+                    lines.append(f"    {k}")
+                    lines += [f"      {k2} = {v2}" for k2, v2 in v.items()]
+                else:
+                    lines.append(f"    {k} = {v}")
             if run.kind == RunKind.EVAL:
                 lines += _evaluation_lines(store, run)
             if final:
