@@ -204,8 +204,7 @@ class DPOTrainer(Trainer):
     def start_message(self) -> str:
         reference = ("a frozen copy of the starting policy" if self.models.reference
                      else "the base model")
-        where = (f"{self.world.size} processes ({self.device} on rank 0)" if self.world.active
-                 else self.device)
+        where = self.where()
         return (f"DPO run {self.run_id}: {len(self.train)} training pairs, {len(self.val)} "
                 f"validation pairs ({self.data.ties} ties and {self.data.both_bad} both-bad "
                 f"left out), {self.truncated} truncated to {self.cfg.max_length} tokens; "

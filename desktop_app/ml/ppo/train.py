@@ -243,7 +243,7 @@ class PPOTrainer(Trainer):
         control = (f"adaptive KL (target {cfg.target_kl})" if cfg.target_kl > 0
                    else f"fixed KL coefficient {cfg.kl_coef}")
         return (f"PPO run {self.run_id}: {len(self.prompts)} prompts, {cfg.batch_size} "
-                f"responses per step, {self.total_steps} steps on {self.device}, {control}, "
+                f"responses per step, {self.total_steps} steps on {self.where()}, {control}, "
                 f"reward model of run {self.reward_run_id}.")
 
     # ---- one step ----------------------------------------------------------------------------

@@ -232,8 +232,7 @@ class RewardTrainer(Trainer):
 
     def start_message(self) -> str:
         ties = sum(p.tie for p in self.train + self.val)
-        where = (f"{self.world.size} processes ({self.device} on rank 0)" if self.world.active
-                 else self.device)
+        where = self.where()
         return (f"Reward run {self.run_id}: {len(self.train)} training pairs, {len(self.val)} "
                 f"validation pairs ({ties} ties), {self.truncated} truncated to "
                 f"{self.cfg.max_length} tokens; {self.total_steps} steps on {where}.")

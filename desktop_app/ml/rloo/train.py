@@ -80,7 +80,7 @@ class RLOOTrainer(PPOTrainer):
         cfg = self.cfg
         return (f"RLOO run {self.run_id}: {len(self.prompts)} prompts, {cfg.k} responses to "
                 f"each of {self.prompts_per_step()} prompts per step ({cfg.advantage} "
-                f"advantages), {self.total_steps} steps on {self.device}, reward model of run "
+                f"advantages), {self.total_steps} steps on {self.where()}, reward model of run "
                 f"{self.reward_run_id}.")
 
     def train_step(self) -> dict[str, float] | None:

@@ -120,9 +120,15 @@ class Trainer(ABC):
         """Files a new run needs to resume exactly (its split, its prompt ids)."""
         return None
 
+    def where(self) -> str:
+        """Where the steps run: 'cpu', or '2 processes (cuda:0 on rank 0)' under torchrun."""
+        ranks = world()
+        return f"{ranks.size} processes ({self.device} on rank 0)" if ranks.active \
+            else str(self.device)
+
     def start_message(self) -> str:
         return f"{self.kind.capitalized} run {self.run_id}: {self.total_steps} steps on " \
-               f"{self.device}."
+               f"{self.where()}."
 
     def after_step(self, values: dict[str, float]) -> None:
         """Checks on a recorded step (raise ``GuardRail`` to stop)."""
