@@ -16,7 +16,7 @@ import html
 import random
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -52,6 +52,8 @@ REDRAW_MS = 40
 
 
 class ChatPage(QWidget):
+    models_needed = Signal()  # a turn starts: the Playground lets go of its copy of the model
+
     def __init__(self, workspace: Workspace, store: Store, parent: QWidget | None = None):
         super().__init__(parent)
         self.workspace, self.store = workspace, store
@@ -304,6 +306,7 @@ class ChatPage(QWidget):
         self.streaming = ["", ""]
         self.rating_panel.setVisible(rated)
         sampling = self.form.value()
+        self.models_needed.emit()
         from desktop_app.ml.generation.chat import chat_turn
         if self.session is None:
             from desktop_app.ml.generation.playground import PlaygroundSession
@@ -419,11 +422,14 @@ class ChatPage(QWidget):
             self.session.close()
             self.session = None
 
-    def free_gpu_memory(self) -> None:
-        """Training starts: the chat's models go (the next turn loads them again)."""
+    def release_models(self) -> None:
+        """Training starts, or the Playground needs the model: the chat's copy goes between
+        turns (the next turn loads it again)."""
         if self.session is not None and not self.running:
             self.session.close()
             self.session = None
+
+    free_gpu_memory = release_models
 
 
 def _bubble(role: str, text: str) -> str:

@@ -121,6 +121,9 @@ class MainWindow(QMainWindow):
         self.training_began.connect(self.judge_page.pause_for_training)
         self.training_began.connect(self.playground_page.free_gpu_memory)
         self.training_began.connect(self.chat_page.free_gpu_memory)
+        # Chat and the Playground each keep the model between turns; one copy at a time.
+        self.chat_page.models_needed.connect(self.playground_page.release_models)
+        self.playground_page.models_needed.connect(self.chat_page.release_models)
         self.training_began.connect(self.reward_page.free_gpu_memory)
         self.training_ended.connect(self.judge_page.resume_after_training)
         self.policy_requested.connect(self.models_page.load_policy)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -137,6 +137,8 @@ class ResponsePane(QFrame):
 
 
 class PlaygroundPage(QWidget):
+    models_needed = Signal()  # a run starts: other pages' cached models can go
+
     def __init__(self, workspace: Workspace, store: Store, parent: QWidget | None = None):
         super().__init__(parent)
         self.workspace = workspace
@@ -386,6 +388,7 @@ class PlaygroundPage(QWidget):
             policy_adapter=policy.artifact if policy else None,
             reward_adapter=reward.artifact if reward else None,
             reward_base_model=reward.config.get("base_model") if reward else None)
+        self.models_needed.emit()  # the Chat page lets go of its copy of the model
         # The base as the Models page loads it: quantised when chosen there.
         quantize = self.workspace.load_settings().get("quantize", "none")
         if self.session is None or (self.session.device, self.session.quantize) != (
@@ -548,6 +551,13 @@ class PlaygroundPage(QWidget):
         self.session.close()
         self.session = None
         self._set_status("Models freed for training; the next run loads them again.")
+
+    def release_models(self) -> None:
+        """The Chat page needs the model: free this page's copy between runs (one copy of a
+        large model at a time; the next run here loads it again)."""
+        if self.session is not None and not self.running:
+            self.session.close()
+            self.session = None
 
     def shutdown(self) -> None:
         """Stop a run (within a token) and serving, and free the models' memory."""

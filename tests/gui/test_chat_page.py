@@ -120,3 +120,17 @@ def test_a_private_conversation_stores_nothing(qtbot, window, store, tiny_chat_m
     assert page.pending is None
     assert chat.conversations(store) == [] and store.list_prompts() == []
     assert store.db.execute("SELECT COUNT(*) FROM comparisons").fetchone() == (0,)
+
+
+def test_chat_and_the_playground_keep_one_copy_of_the_model(qtbot, window, tiny_chat_model):
+    page = open_chat(window, tiny_chat_model)
+    page.rate_box.setCurrentText("Never")
+    say(qtbot, page, "Hi?")
+    assert page.session is not None
+    window.playground_page.models_needed.emit()  # a Playground run starts
+    assert page.session is None
+    closed = []
+    window.playground_page.session = type("Session", (), {"close": lambda s: closed.append(1)})()
+    say(qtbot, page, "Again?")  # a chat turn starts: the Playground's copy goes
+    assert closed == [1] and window.playground_page.session is None
+    assert page.turns[-1].role == "assistant"
