@@ -253,10 +253,15 @@ class ChatPage(QWidget):
     def new_chat(self) -> None:
         if self.running or self.pending is not None:
             return
+        dropped = self.conversation_id is None and bool(self.turns)
         self.conversation_id, self.turns, self.user_turns = None, [], 0
         self.conversation_list.clearSelection()
         self._show()
-        self.status.setText("A new conversation.")
+        private = self.private_box.isChecked()
+        self.status.setText(
+            ("The private conversation is gone, as promised. " if dropped else "")
+            + ("A new private conversation: nothing of it is stored." if private
+               else "A new conversation."))
         self._update_buttons()
 
     def _open_item(self, item: QListWidgetItem) -> None:
@@ -411,6 +416,11 @@ class ChatPage(QWidget):
         if not blocks:
             blocks = ["<p style='color:#6b7280'>Say something to start.</p>"]
         self.transcript.setHtml("".join(blocks))
+        self._scroll_to_end()
+        # Once more after the layout settles: showing the two answers shrinks the transcript.
+        QTimer.singleShot(0, self.transcript, self._scroll_to_end)  # dropped if it is gone
+
+    def _scroll_to_end(self) -> None:
         bar = self.transcript.verticalScrollBar()
         bar.setValue(bar.maximum())
 

@@ -24,16 +24,17 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from desktop_app.core.config import SamplingConfig
 from desktop_app.ml.generation.sampling import PromptInput, plain_transcript
-from desktop_app.serve.engine import Engine, EngineBusy
+from desktop_app.serve.engine import Engine, EngineBusy, PromptTooLong
 from desktop_app.serve.engine import Request as Generation
 
 MAX_BODY = 1 << 20          # bytes; a chat request is a few KB
 MAX_MESSAGES = 1000
+DISCONNECT_POLL_S = 0.5     # how often a waiting request checks that its client is still there
 ROLES = ("system", "user", "assistant")
 Collect = Callable[[list[dict]], None]
 
@@ -71,16 +72,7 @@ def create_api(engine: Engine, *, api_key: str | None = None, max_body: int = MA
     async def validation_error(request: Request, exc: RequestValidationError):
         return ApiError(400, "The request is not valid.").response()
 
-    @api.middleware("http")
-    async def guard(request: Request, call_next):
-        if api_key is not None and not _key_matches(request, api_key):
-            return ApiError(401, "Missing or wrong API key: send it as 'Authorization: Bearer "
-                                 "KEY'.", "authentication_error", code="invalid_api_key"
-                            ).response()
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
-            return _too_large(max_body).response()
-        return await call_next(request)
+    api.add_middleware(_Guard, api_key=api_key, max_body=max_body)
 
     @api.get("/v1/models")
     async def models():
@@ -97,12 +89,12 @@ def create_api(engine: Engine, *, api_key: str | None = None, max_body: int = MA
         _check_model(engine, body.get("model"))
         messages = _messages(body.get("messages"))
         sampling, seed, stops = _sampling(body, engine)
+        prompt = PromptInput(0, plain_transcript(messages), messages)
+        await _check_length(engine, prompt, sampling)
         if collect is not None:
             await asyncio.get_running_loop().run_in_executor(None, collect, messages)
-        prompt = PromptInput(0, plain_transcript(messages), messages)
         api.state.requests += 1
-        return await _respond(engine, prompt, sampling, seed, stops, bool(body.get("stream")),
-                              chat=True)
+        return await _respond(request, engine, prompt, sampling, seed, stops, body, chat=True)
 
     @api.post("/v1/completions")
     async def completions(request: Request):
@@ -115,17 +107,43 @@ def create_api(engine: Engine, *, api_key: str | None = None, max_body: int = MA
             raise ApiError(400, "'prompt' must be a string (one prompt per request).",
                            param="prompt")
         sampling, seed, stops = _sampling(body, engine)
+        await _check_length(engine, prompt, sampling)
         api.state.requests += 1
-        return await _respond(engine, prompt, sampling, seed, stops, bool(body.get("stream")),
-                              chat=False)
+        return await _respond(request, engine, prompt, sampling, seed, stops, body, chat=False)
 
     return api
 
 
 # ---- checking a request ---------------------------------------------------------------------
 
-def _key_matches(request: Request, key: str) -> bool:
-    given = request.headers.get("authorization", "")
+class _Guard:
+    """The API key and the declared body size, before any route runs. A plain ASGI middleware
+    (not ``@app.middleware``, whose wrapping hides a client's disconnect from the route)."""
+
+    def __init__(self, app, api_key: str | None, max_body: int):
+        self.app, self.api_key, self.max_body = app, api_key, max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        refusal = None
+        if self.api_key is not None and not _key_matches(headers.get("authorization", ""),
+                                                         self.api_key):
+            refusal = ApiError(401, "Missing or wrong API key: send it as 'Authorization: "
+                                    "Bearer KEY'.", "authentication_error",
+                               code="invalid_api_key")
+        length = headers.get("content-length")
+        if refusal is None and length is not None and (not length.isdigit()
+                                                        or int(length) > self.max_body):
+            refusal = _too_large(self.max_body)
+        if refusal is not None:
+            return await refusal.response()(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def _key_matches(given: str, key: str) -> bool:
     scheme, _, token = given.partition(" ")
     return scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(),
                                                                  key.encode())
@@ -155,7 +173,19 @@ def _model_card(engine: Engine) -> dict:
     return {"id": engine.model_id, "object": "model", "created": 0, "owned_by": "rlhf-desk"}
 
 
+async def _check_length(engine: Engine, prompt, sampling: SamplingConfig) -> None:
+    """Tokenised off the event loop (a prompt may be a megabyte)."""
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, engine.check_length, prompt,
+                                                         sampling)
+    except PromptTooLong as exc:
+        raise ApiError(400, str(exc), param="messages",
+                       code="context_length_exceeded") from None
+
+
 def _check_model(engine: Engine, model: Any) -> None:
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "'model' is required: the id /v1/models lists.", param="model")
     if model != engine.model_id:
         raise ApiError(404, f"The model {model!r} does not exist; this server has "
                             f"{engine.model_id!r}.", "not_found_error", param="model",
@@ -219,8 +249,8 @@ def _sampling(body: dict, engine: Engine) -> tuple[SamplingConfig, int, list[str
 
 # ---- answering -----------------------------------------------------------------------------
 
-async def _respond(engine: Engine, prompt, sampling: SamplingConfig, seed: int,
-                   stops: list[str], stream: bool, chat: bool):
+async def _respond(request: Request, engine: Engine, prompt, sampling: SamplingConfig,
+                   seed: int, stops: list[str], body: dict, chat: bool):
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
     cut = _StopStrings(stops)
@@ -244,18 +274,31 @@ async def _respond(engine: Engine, prompt, sampling: SamplingConfig, seed: int,
     except EngineBusy as exc:
         raise ApiError(503, str(exc), "server_error", code="overloaded") from None
     name = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
-    if stream:
-        return StreamingResponse(_sse(engine, name, events, generation, chat, cut),
+    if body.get("stream"):
+        options = body.get("stream_options")
+        usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        return StreamingResponse(_sse(engine, name, events, generation, chat, cut, usage),
                                  media_type="text/event-stream")
     text = []
+    checked = time.monotonic()
     try:
         while True:
-            kind, value = await events.get()
+            try:
+                kind, value = await asyncio.wait_for(events.get(), timeout=DISCONNECT_POLL_S)
+            except TimeoutError:
+                kind = None
+            if time.monotonic() - checked >= DISCONNECT_POLL_S:
+                checked = time.monotonic()
+                if await request.is_disconnected():  # the client gave up: stop generating
+                    generation.stop.stop()
+                    return Response(status_code=499)
+            if kind is None:
+                continue
             if kind == "text":
                 text.append(value)
             else:
                 break
-    except asyncio.CancelledError:  # the client went away
+    except asyncio.CancelledError:  # the server is shutting down
         generation.stop.stop()
         raise
     completion = _finished(value)
@@ -289,7 +332,7 @@ def _whole(engine: Engine, name: str, text: str, completion, stopped: bool, chat
 
 
 async def _sse(engine: Engine, name: str, events: asyncio.Queue, generation: Generation,
-               chat: bool, cut: _StopStrings) -> AsyncIterator[str]:
+               chat: bool, cut: _StopStrings, usage: bool) -> AsyncIterator[str]:
     created = int(time.time())
 
     def chunk(delta: dict | str, reason: str | None = None) -> str:
@@ -315,6 +358,12 @@ async def _sse(engine: Engine, name: str, events: asyncio.Queue, generation: Gen
                 yield f"data: {json.dumps(error)}\n\n"
             else:
                 yield chunk({} if chat else "", _finish_reason(value, cut.hit))
+                if usage:  # stream_options.include_usage: one more chunk, with no choices
+                    data = {"id": name, "object": "chat.completion.chunk" if chat
+                            else "text_completion", "created": created,
+                            "model": engine.model_id, "choices": [],
+                            "usage": _usage(engine, value)}
+                    yield f"data: {json.dumps(data)}\n\n"
             yield "data: [DONE]\n\n"
             return
     finally:  # the client went away mid-stream, or the stream ended: stop generating

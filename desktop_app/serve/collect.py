@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from desktop_app.core.data.formats import DEFAULT_MAX_CHARS
 from desktop_app.core.data.row_fields import conversation_text
 from desktop_app.core.data.store import Store
 from desktop_app.serve.api import Collect
@@ -23,6 +24,10 @@ def collector(db_path: str | Path) -> Collect:
         if last_user < 0 or not messages[last_user]["content"].strip():
             return
         kept = messages[:last_user + 1]
+        text = conversation_text(kept, "messages")
+        if len(text) > DEFAULT_MAX_CHARS or any(len(m["content"]) > DEFAULT_MAX_CHARS
+                                                for m in kept):
+            return  # longer than `import` takes: not a prompt to judge pairs for
         with lock, Store(db_path) as store:
-            store.add_prompts([(conversation_text(kept, "messages"), kept)], source=SOURCE)
+            store.add_prompts([(text, kept)], source=SOURCE)
     return collect

@@ -16,7 +16,7 @@ def cmd_serve(args: argparse.Namespace, out) -> int:
     from desktop_app.core.runs.record import POLICY_KINDS
     from desktop_app.serve.collect import collector
     from desktop_app.serve.engine import Engine
-    from desktop_app.serve.server import Server, is_loopback
+    from desktop_app.serve.server import Server, is_loopback, listening_socket
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
@@ -40,12 +40,14 @@ def cmd_serve(args: argparse.Namespace, out) -> int:
             model_id = f"{Path(model).name}-{run.kind}-{run.id}"
     if not model:
         raise CliError("--model is required (or --policy RUN_ID, which knows its base model)")
+    listening_socket(args.host, args.port).close()  # a port in use is said before loading
     out.info(f"Loading {model}" + (f" with the policy of run {args.policy}" if adapter else ""))
     engine = Engine.load(model, policy_adapter=adapter, model_id=model_id, device=args.device,
                          quantize=args.quantize)
     try:
         server = Server(engine, host=args.host, port=args.port, api_key=api_key,
-                        collect=collector(workspace.db_path) if args.collect else None)
+                        collect=collector(workspace.db_path) if args.collect else None,
+                        access_log=True)
     except BaseException:
         engine.close()
         raise

@@ -26,6 +26,10 @@ class EngineBusy(UserError):
     """Too many requests are waiting already."""
 
 
+class PromptTooLong(UserError):
+    """The prompt and the tokens asked for do not fit in the model's positions."""
+
+
 @dataclass
 class Request:
     """One response to generate. ``prompt``: a conversation (chat) or a plain text (a
@@ -64,6 +68,23 @@ class Engine:
     @property
     def tokenizer(self):
         return self.playground.tokenizer
+
+    def check_length(self, prompt: PromptInput | str, sampling: SamplingConfig) -> None:
+        """Raise ``PromptTooLong`` for a prompt that does not fit with ``max_new_tokens`` (the
+        playground would keep its end; a client should be told). Thread-safe: the tokenizer
+        only reads."""
+        from desktop_app.ml.generation.playground import PlaygroundError
+        from desktop_app.ml.generation.sampling import render_prompt
+        try:
+            budget = self.playground.prompt_budget(sampling)
+        except PlaygroundError as exc:
+            raise PromptTooLong(str(exc)) from None
+        text, templated = ((prompt, False) if isinstance(prompt, str)
+                           else render_prompt(self.tokenizer, prompt))
+        n = len(self.tokenizer(text, add_special_tokens=not templated)["input_ids"])
+        if n > budget:
+            raise PromptTooLong(f"The prompt is {n} tokens; with max_tokens = "
+                                f"{sampling.max_new_tokens} this model takes at most {budget}.")
 
     def submit(self, request: Request) -> None:
         try:

@@ -27,6 +27,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (a port in use is said in one sentence)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"Cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
 @dataclass
 class Server:
     engine: Engine
@@ -35,6 +48,7 @@ class Server:
     api_key: str | None = None
     collect: Collect | None = None
     max_body: int = MAX_BODY
+    access_log: bool = False  # one line per request on stderr (the CLI)
 
     def __post_init__(self):
         if not is_loopback(self.host) and not self.api_key:
@@ -44,24 +58,13 @@ class Server:
         import uvicorn
         self.api = create_api(self.engine, api_key=self.api_key, max_body=self.max_body,
                               collect=self.collect)
-        self._socket = self._bind()
+        self._socket = listening_socket(self.host, self.port)
         self.port = self._socket.getsockname()[1]  # port 0: the one the system chose
         self._uvicorn = uvicorn.Server(uvicorn.Config(
-            self.api, log_level="warning", access_log=False, timeout_graceful_shutdown=5))
+            self.api, log_level="info" if self.access_log else "warning",
+            access_log=self.access_log, timeout_graceful_shutdown=5))
         self._thread: threading.Thread | None = None
 
-    def _bind(self) -> socket.socket:
-        """The listening socket, bound now, so a port in use is said before anything else."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            raise ServeError(f"Cannot listen on {self.host}:{self.port}: {exc.strerror}") \
-                from None
-        return sock
 
     @property
     def url(self) -> str:

@@ -266,7 +266,7 @@ class Playground:
         """``stream`` for a plain text continued as it is, never through the chat template (a
         completion, not a chat turn)."""
         sampling.validate()
-        budget = self._budget(sampling)
+        budget = self.prompt_budget(sampling)
         ids = list(self.tokenizer(text[-budget * 32:])["input_ids"])[-budget:]
         callback = (lambda side, delta, so_far: on_text(delta)) if on_text else None
         return self._run_streams(ids or self._fallback_ids(), [which], sampling, seed,
@@ -294,10 +294,11 @@ class Playground:
     def _prompt_ids(self, prompt: PromptInput, cfg: SamplingConfig) -> list[int]:
         """As ``sampling.generate_tokens`` does: keep the end of a prompt too long for the
         model's positions; an empty prompt still gets one token to condition on."""
-        ids = encode_prompt(self.tokenizer, prompt, self._budget(cfg))
+        ids = encode_prompt(self.tokenizer, prompt, self.prompt_budget(cfg))
         return ids or self._fallback_ids()
 
-    def _budget(self, cfg: SamplingConfig) -> int:
+    def prompt_budget(self, cfg: SamplingConfig) -> int:
+        """The longest prompt, in tokens, that leaves room for ``cfg.max_new_tokens``."""
         try:
             return _prompt_budget(self.model, cfg.max_new_tokens) or 131_072
         except ValueError as exc:

@@ -66,6 +66,11 @@ def test_the_openai_client_chats_streaming_and_not(server, engine):
     pieces = [c.choices[0].delta.content or "" for c in chunks]
     assert "".join(pieces) == choice.message.content and len(pieces) > 2
     assert chunks[-1].choices[0].finish_reason == choice.finish_reason
+    counted = list(oa.chat.completions.create(
+        model=engine.model_id, messages=messages, max_tokens=12, seed=7, temperature=0.8,
+        stream=True, stream_options={"include_usage": True}))
+    assert counted[-1].choices == [] and counted[-1].usage.total_tokens == \
+        whole.usage.total_tokens
 
     # A plain completion continues the text as it is (no chat template).
     text = oa.completions.create(model=engine.model_id, prompt="The cat sat", max_tokens=6,
@@ -95,6 +100,10 @@ def test_bad_requests_get_the_status_a_client_expects(engine):
         (http.post("/v1/completions", json={"model": engine.model_id, "prompt": 5}), 400,
          "prompt"),
         (http.get("/v1/nowhere"), 404, "Not Found"),
+        (http.post(url, json={k: v for k, v in ok.items() if k != "model"}), 400,
+         "'model' is required"),
+        (http.post(url, json=ok | {"max_tokens": 16, "messages": [
+            {"role": "user", "content": "cat " * 700}]}), 400, "at most 496"),
     ]
     for response, status, words in cases:
         assert response.status_code == status, (status, response.text)
@@ -183,3 +192,29 @@ def test_a_client_that_leaves_mid_stream_stops_its_generation(server, engine, mo
     assert client(server).chat.completions.create(
         model=engine.model_id, max_tokens=2,
         messages=[{"role": "user", "content": "Hi"}]).choices[0].message.role == "assistant"
+
+
+def test_a_client_that_gives_up_on_a_whole_answer_stops_its_generation(server, engine,
+                                                                        monkeypatch):
+    """Not streamed: the server notices the client has gone while it waits, and stops the
+    generation (a stand-in that writes until stopped keeps the timing out of the model)."""
+    import time
+
+    from desktop_app.ml.generation.playground import Completion
+    stopped = []
+
+    def endless(prompt, side, sampling, seed, on_text, stop):
+        deadline = time.monotonic() + 30
+        while not stop.requested and time.monotonic() < deadline:
+            on_text("word ")
+            time.sleep(0.05)
+        stopped.append(stop.requested)
+        return Completion(side, "", [], 0, False, stop.requested, seed)
+
+    monkeypatch.setattr(engine.playground, "stream", endless)
+    body = {"model": engine.model_id, "max_tokens": 100,
+            "messages": [{"role": "user", "content": "Go on forever."}]}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(server.url + "/chat/completions", json=body, timeout=0.5)
+    from waiting import poll_until
+    assert poll_until(lambda: stopped, timeout=10) and stopped == [True]
