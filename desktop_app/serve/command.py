@@ -14,6 +14,7 @@ API_KEY_ENV = "RLHF_DESK_API_KEY"
 def cmd_serve(args: argparse.Namespace, out) -> int:
     from desktop_app.cli import CliError, _open_store
     from desktop_app.core.runs.record import POLICY_KINDS
+    from desktop_app.core.wording import count
     from desktop_app.serve.collect import collector
     from desktop_app.serve.engine import Engine
     from desktop_app.serve.server import Server, is_loopback, listening_socket
@@ -59,7 +60,7 @@ def cmd_serve(args: argparse.Namespace, out) -> int:
     finally:
         engine.close()
     out.result({"model": engine.model_id, "url": server.url, "requests": server.requests},
-               f"Stopped after {server.requests} requests.")
+               f"Stopped after {count(server.requests, 'request')}.")
     return 0
 
 
