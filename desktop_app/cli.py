@@ -367,9 +367,10 @@ def _train(train_fn: Callable, workspace, cfg, args: argparse.Namespace, **input
     step (a checkpoint is kept). A resume takes the run's stored config (``cfg`` is None)."""
     bar = ProgressBar()
     emit: Callable = bar
-    if os.environ.get("RLHF_DESK_EVENTS"):  # the app runs this job under torchrun for you
-        from desktop_app.core.jobs.torchrun import ENV_EVENTS, EventFile
-        emit = EventFile(os.environ[ENV_EVENTS], bar)
+    events = os.environ.get("RLHF_DESK_EVENTS")  # the app runs this job under torchrun
+    if events:
+        from desktop_app.core.jobs.torchrun import EventFile
+        emit = EventFile(events, bar)
     stop = _stop_on_ctrl_c()
     try:
         return train_fn(workspace, cfg, resume_run_id=args.resume, emit=emit, stop=stop,

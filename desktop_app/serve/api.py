@@ -88,7 +88,7 @@ def create_api(engine: Engine, *, api_key: str | None = None, max_body: int = MA
         body = await _json_body(request, max_body)
         _check_model(engine, body.get("model"))
         messages = _messages(body.get("messages"))
-        sampling, seed, stops = _sampling(body, engine)
+        sampling, seed, stops = _sampling(body)
         prompt = PromptInput(0, plain_transcript(messages), messages)
         await _check_length(engine, prompt, sampling)
         if collect is not None:
@@ -106,7 +106,7 @@ def create_api(engine: Engine, *, api_key: str | None = None, max_body: int = MA
         if not isinstance(prompt, str):
             raise ApiError(400, "'prompt' must be a string (one prompt per request).",
                            param="prompt")
-        sampling, seed, stops = _sampling(body, engine)
+        sampling, seed, stops = _sampling(body)
         await _check_length(engine, prompt, sampling)
         api.state.requests += 1
         return await _respond(request, engine, prompt, sampling, seed, stops, body, chat=False)
@@ -227,7 +227,7 @@ def _number(body: dict, name: str, default, lo, hi, kind=float):
     return kind(value)
 
 
-def _sampling(body: dict, engine: Engine) -> tuple[SamplingConfig, int, list[str]]:
+def _sampling(body: dict) -> tuple[SamplingConfig, int, list[str]]:
     if body.get("n") not in (None, 1):
         raise ApiError(400, "Only n = 1 is supported.", param="n")
     tokens = body.get("max_completion_tokens", body.get("max_tokens"))
@@ -315,7 +315,7 @@ def _finish_reason(completion, stopped_by_string: bool) -> str:
     return "stop" if completion.finished or stopped_by_string else "length"
 
 
-def _usage(engine: Engine, completion) -> dict:
+def _usage(completion) -> dict:
     return {"completion_tokens": completion.completion_tokens,
             "prompt_tokens": completion.prompt_tokens,
             "total_tokens": completion.prompt_tokens + completion.completion_tokens}
@@ -328,7 +328,7 @@ def _whole(engine: Engine, name: str, text: str, completion, stopped: bool, chat
               {"index": 0, "text": text, "finish_reason": reason, "logprobs": None})
     return {"id": name, "object": "chat.completion" if chat else "text_completion",
             "created": int(time.time()), "model": engine.model_id, "choices": [choice],
-            "usage": _usage(engine, completion)}
+            "usage": _usage(completion)}
 
 
 async def _sse(engine: Engine, name: str, events: asyncio.Queue, generation: Generation,
@@ -362,7 +362,7 @@ async def _sse(engine: Engine, name: str, events: asyncio.Queue, generation: Gen
                     data = {"id": name, "object": "chat.completion.chunk" if chat
                             else "text_completion", "created": created,
                             "model": engine.model_id, "choices": [],
-                            "usage": _usage(engine, value)}
+                            "usage": _usage(value)}
                     yield f"data: {json.dumps(data)}\n\n"
             yield "data: [DONE]\n\n"
             return

@@ -82,7 +82,7 @@ class Engine:
         text, templated = ((prompt, False) if isinstance(prompt, str)
                            else render_prompt(self.tokenizer, prompt))
         n = len(self.tokenizer(text, add_special_tokens=not templated)["input_ids"])
-        if n > budget:
+        if budget is not None and n > budget:
             raise PromptTooLong(f"The prompt is {n} tokens; with max_tokens = "
                                 f"{sampling.max_new_tokens} this model takes at most {budget}.")
 

@@ -37,7 +37,12 @@ import torch
 from desktop_app.core.config import SamplingConfig
 from desktop_app.core.errors import UserError
 from desktop_app.core.events import Emit, Progress, StopToken, ignore
-from desktop_app.ml.generation.sampling import PromptInput, _prompt_budget, encode_prompt
+from desktop_app.ml.generation.sampling import (
+    PromptInput,
+    _prompt_budget,
+    encode_prompt,
+    encode_text,
+)
 from desktop_app.ml.models.loader import LoadedModel, _first_line, free_memory, load_model
 from desktop_app.ml.models.lora_switch import only_adapter, tuner_layers
 from desktop_app.ml.reward.adapter import AdapterError, attach_reward
@@ -266,8 +271,7 @@ class Playground:
         """``stream`` for a plain text continued as it is, never through the chat template (a
         completion, not a chat turn)."""
         sampling.validate()
-        budget = self.prompt_budget(sampling)
-        ids = list(self.tokenizer(text[-budget * 32:])["input_ids"])[-budget:]
+        ids = encode_text(self.tokenizer, text, self.prompt_budget(sampling))
         callback = (lambda side, delta, so_far: on_text(delta)) if on_text else None
         return self._run_streams(ids or self._fallback_ids(), [which], sampling, seed,
                                  callback, stop)[which]
@@ -297,10 +301,11 @@ class Playground:
         ids = encode_prompt(self.tokenizer, prompt, self.prompt_budget(cfg))
         return ids or self._fallback_ids()
 
-    def prompt_budget(self, cfg: SamplingConfig) -> int:
-        """The longest prompt, in tokens, that leaves room for ``cfg.max_new_tokens``."""
+    def prompt_budget(self, cfg: SamplingConfig) -> int | None:
+        """The longest prompt, in tokens, that leaves room for ``cfg.max_new_tokens`` (None:
+        the model names no limit)."""
         try:
-            return _prompt_budget(self.model, cfg.max_new_tokens) or 131_072
+            return _prompt_budget(self.model, cfg.max_new_tokens)
         except ValueError as exc:
             raise PlaygroundError(str(exc)) from exc
 
@@ -438,16 +443,9 @@ class PlaygroundSession:
             stop: StopToken | None = None) -> PlaygroundResult:
         """Generate (streaming ``TextDelta`` events through ``emit``), then score."""
         stop = stop or StopToken()
-        # 1. The base model, loaded once per base folder.
-        pg = self._base(request.base_model, emit, stop)
-
-        # 2. The tuned policy, attached unmerged.
-        sides: tuple[str, ...] = (BASE,)
-        if request.policy_adapter:
-            if str(Path(request.policy_adapter).expanduser()) not in pg.policies:
-                emit(Progress(0, 0, "Loading the tuned policy…"))
-            pg.add_policy(request.policy_adapter)
-            sides = SIDES
+        # 1-2. The base model, loaded once per base folder, and the tuned policy, attached.
+        pg, side = self.model_for(request.base_model, request.policy_adapter, emit, stop)
+        sides: tuple[str, ...] = SIDES if side == POLICY else (BASE,)
         stop.raise_if_requested()
 
         # 3. Both responses, streamed together.

@@ -103,9 +103,16 @@ def encode_prompt(tokenizer, prompt: PromptInput, max_tokens: int | None = None)
     budget = max_tokens or MAX_PROMPT_TOKENS
     prompt = _clipped(prompt, budget * _CHARS_PER_TOKEN)
     text, templated = render_prompt(tokenizer, prompt)
+    return encode_text(tokenizer, text, budget, special_tokens=not templated)
+
+
+def encode_text(tokenizer, text: str, max_tokens: int | None = None,
+                special_tokens: bool = True) -> list[int]:
+    """A text's token ids as they are (no chat template), at most ``max_tokens``, the end
+    kept; only the characters that can hold those tokens are tokenised."""
+    budget = max_tokens or MAX_PROMPT_TOKENS
     text = text[-budget * _CHARS_PER_TOKEN:]
-    ids = list(tokenizer(text, add_special_tokens=not templated)["input_ids"])
-    return ids[-budget:]
+    return list(tokenizer(text, add_special_tokens=special_tokens)["input_ids"])[-budget:]
 
 
 def _clipped(prompt: PromptInput, chars: int) -> PromptInput:
