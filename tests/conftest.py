@@ -5,6 +5,9 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# fp32 on every CPU: "auto" would pick bf16 on a CPU with bf16 instructions, and the suite's
+# numbers must not depend on which CPU CI lands on. The bf16 path has tests that force it.
+os.environ["RLHF_DESK_CPU_BF16"] = "0"
 
 import pytest  # noqa: E402
 

@@ -128,8 +128,10 @@ class TrainingConfig(ConfigBase):
                                 "memory, the adapters stay full precision. On the CPU it saves "
                                 "little and is slower.", choices=QUANTIZE_CHOICES,
                         label="Quantise base")
-    precision: str = opt("auto", "Autocast: auto = bf16 on CUDA where supported, else fp16 on "
-                                 "CUDA, else fp32.", choices=("auto", "bf16", "fp16", "fp32"))
+    precision: str = opt("auto", "Autocast: auto = bf16 on a GPU that supports it, else fp16; "
+                                 "on a CPU bf16 where it has bf16 instructions (AVX512-BF16, "
+                                 "AMX), else fp32. fp16 needs CUDA.",
+                         choices=("auto", "bf16", "fp16", "fp32"))
     device: str = opt("auto", "Where to train.", choices=("auto", "cpu", "cuda", "mps"))
     seed: int = opt(0, "Seed for the data split and order, sampling, LoRA init and dropout.",
                     minimum=0, maximum=2**31 - 1, step=1)

@@ -266,12 +266,12 @@ class DPOTrainer(Trainer):
         rows = torch.tensor(indices)
         if torch.isnan(cache[rows]).any():
             self.models.peft.eval()
-            with torch.no_grad(), autocast(self.autocast_dtype):
+            with torch.no_grad(), autocast(self.autocast_dtype, self.device):
                 ref, _ = self._logps(self.models.reference, batch)
             cache[rows] = torch.stack([ref[:n], ref[n:]], dim=1).double().cpu()
         ref = cache[rows].to(self.device, torch.float32)
         self.models.peft.train(training)
-        with autocast(self.autocast_dtype):
+        with autocast(self.autocast_dtype, self.device):
             logp, tokens = self._logps(POLICY, batch)
         out = dpo_losses(logp[:n], logp[n:], ref[:, 0], ref[:, 1], beta=self.cfg.beta,
                          loss=self.cfg.loss, label_smoothing=self.cfg.label_smoothing,

@@ -1,13 +1,18 @@
 """Which accelerator and number format a model runs on, and how much memory is free there.
 
 ``pick_device("auto", "auto")`` prefers CUDA (bf16 where the GPU supports it, else fp16), then
-Apple MPS, then the CPU in fp32. Explicit choices override the automatic ones, and an explicit
-choice the machine cannot honour is a ``ValueError`` that says why, never a silent fallback.
+Apple MPS, then the CPU: in bf16 where the CPU has bf16 instructions (``cpu_has_fast_bf16``),
+else fp32. Explicit choices override the automatic ones, and an explicit choice the machine
+cannot honour is a ``ValueError`` that says why, never a silent fallback.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -106,7 +111,40 @@ def _default_dtype(device: str) -> str:
         # fp16 overflows to inf/NaN in some models and then sampling fails; bf16 keeps fp32's
         # range, and fp32 is the safe answer where MPS lacks bf16.
         return "bfloat16" if _supports_bf16(device) else "float32"
-    return "float32"  # CPU half precision is slow and some ops lack kernels
+    # Without bf16 instructions a CPU emulates half precision, slower than fp32; with them
+    # (AVX512-BF16, AMX, Arm's BF16) its matmuls ran 3-4x faster than fp32 (2-core Xeon).
+    return "bfloat16" if cpu_has_fast_bf16() else "float32"
+
+
+CPU_BF16_ENV = "RLHF_DESK_CPU_BF16"
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively, so "auto" picks bf16 on it. The environment
+    variable RLHF_DESK_CPU_BF16=0 or 1 overrides the detection (the tests pin 0, so their
+    numbers do not depend on the machine CI lands on)."""
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return _cpu_flags_say_bf16()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags_say_bf16() -> bool:
+    """Linux's /proc/cpuinfo flags (x86: avx512_bf16 or amx_bf16; Arm: the bf16 feature).
+    Elsewhere the answer is no: fp32 is never the slow choice."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return "bf16" in flags
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def _supports_bf16(device: str) -> bool:

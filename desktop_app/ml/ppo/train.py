@@ -269,7 +269,7 @@ class PPOTrainer(Trainer):
         t1 = time.perf_counter()
 
         # 3b. Scores, reference and old log-probs, values: no gradients.
-        with torch.no_grad(), autocast(self.autocast_dtype):
+        with torch.no_grad(), autocast(self.autocast_dtype, self.device):
             raw, old_logp, entropy, ref_logp, old_values = self._score(seq, attention, width)
         stats = self.reward_stats
         scores = core.normalise_scores(raw, stats["mean"], stats["std"], cfg.score_clip)
@@ -383,14 +383,14 @@ class PPOTrainer(Trainer):
                         # Policy and value have separate weights, so each loss goes backward
                         # before the other forward: only one pass's activations are held at a
                         # time (the same gradients, ~40% less peak memory).
-                        with autocast(self.autocast_dtype):
+                        with autocast(self.autocast_dtype, self.device):
                             logp, _ = models.logprobs(POLICY, seq, att, r.prompt_width,
                                                       cfg.temperature)
                         pl = core.policy_loss(logp, r.old_logp[rows, :t], r.advantages[rows, :t],
                                               mask, cfg.cliprange)
                         self.optimiser.backward(pl["loss"] * share)
                         if self.with_value:
-                            with autocast(self.autocast_dtype):
+                            with autocast(self.autocast_dtype, self.device):
                                 v = models.values(seq, att, r.prompt_width).float()
                             vl = core.value_loss(v, r.old_values[rows, :t], r.returns[rows, :t],
                                                  mask, cfg.cliprange_value)

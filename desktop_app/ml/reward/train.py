@@ -12,7 +12,8 @@ foreground, the same way.
 
 The run folder ``runs/NNNN-reward`` holds adapter/ (a standard PEFT adapter including the score
 head, plus the tokenizer), checkpoint/ (adapter + trainer_state.pt), split.json, config.json
-and reward_stats.json (reward mean/std over the training responses, for PPO normalisation).
+and reward_stats.json (reward mean/std over a sample of the training responses, for PPO's
+normalisation).
 
 The run's life (creating or resuming it, checkpoints, cancel, the end, failures) is the shared
 training loop's (``ml.training.loop``); this module supplies what is the reward model's own.
@@ -284,7 +285,7 @@ class RewardTrainer(Trainer):
 
     def _losses(self, pairs: list[EncodedPair]):
         batch = _to(collate(pairs, self.tokenizer.pad_token_id), self.device)
-        with autocast(self.autocast_dtype):
+        with autocast(self.autocast_dtype, self.device):
             r = rewards(self.model, batch)
         rc, rr = r[:len(pairs)], r[len(pairs):]
         losses = pair_losses(rc, rr, batch["tie"], self.cfg.margin,
@@ -369,8 +370,10 @@ class RewardTrainer(Trainer):
         self.tokenizer.save_pretrained(folder)
 
     def after_artifact(self, run_folder: Path) -> None:
-        """The reward statistics over the training responses, which PPO normalises with."""
-        stats = self._score_pairs(self.train, check_stop=False)
+        """The reward statistics over the training responses, which PPO normalises with: a
+        mean and a standard deviation, which a fixed sample estimates to a few percent. Scoring
+        every training pair cost a third of an epoch, a sixth of a default run."""
+        stats = self._score_pairs(stats_sample(self.train, self.cfg.seed), check_stop=False)
         if self.world.active:
             shares = self.world.gather(self.rank_pairs)
             self.emit(Log(f"Training pairs computed per rank this session: "
@@ -397,6 +400,20 @@ class RewardTrainer(Trainer):
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+
+# Training pairs scored for reward_stats.json: 512 responses put the mean within about 0.05
+# standard deviations and the standard deviation within about 3%.
+STATS_PAIRS = 256
+
+
+def stats_sample(pairs: list, seed: int) -> list:
+    """Up to ``STATS_PAIRS`` of ``pairs``, drawn from ``seed`` alone (the same on every rank
+    and on resume), in their original order."""
+    if len(pairs) <= STATS_PAIRS:
+        return pairs
+    chosen = sorted(random.Random(f"reward-stats:{seed}").sample(range(len(pairs)), STATS_PAIRS))
+    return [pairs[i] for i in chosen]
+
 
 def _batch_sums(losses: torch.Tensor, rc: torch.Tensor, rr: torch.Tensor,
                 tie: torch.Tensor) -> torch.Tensor:

@@ -95,7 +95,7 @@ class RLOOTrainer(PPOTrainer):
         t1 = time.perf_counter()
 
         # b. Scores, old and reference log-probs (no gradients); sequence rewards; advantages.
-        with torch.no_grad(), autocast(self.autocast_dtype):
+        with torch.no_grad(), autocast(self.autocast_dtype, self.device):
             raw, old_logp, entropy, ref_logp, _ = self._score(seq, attention, width)
         stats = self.reward_stats
         scores = core.normalise_scores(raw, stats["mean"], stats["std"], cfg.score_clip)

@@ -12,7 +12,7 @@ import torch
 
 from desktop_app.core.config import TrainingConfig
 from desktop_app.core.errors import UserError
-from desktop_app.ml.models.device import DeviceChoice, pick_device
+from desktop_app.ml.models.device import DeviceChoice, cpu_has_fast_bf16, pick_device
 from desktop_app.ml.training.distributed import device_for_rank, world
 
 
@@ -22,28 +22,39 @@ class PrecisionError(UserError):
 
 def resolve_precision(cfg: TrainingConfig) -> tuple[DeviceChoice, torch.dtype | None]:
     """Where to train, the dtype of the frozen base weights, and the autocast dtype (None for
-    fp32). Half precision only on CUDA, where autocast runs it well; elsewhere all fp32."""
+    fp32). "auto" is bf16 on a GPU that supports it (else fp16), bf16 on a CPU with bf16
+    instructions, else fp32. The trainable weights stay fp32 whatever this says (master
+    weights), so only the frozen base and the matmuls are in half precision."""
     try:
         device = device_for_rank(pick_device(cfg.device, "float32").device)
     except ValueError as exc:
         raise PrecisionError(str(exc)) from exc
     cuda = device.startswith("cuda")
+    cpu = device.startswith("cpu")
     precision = cfg.precision
     if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
-    if precision in ("bf16", "fp16") and not cuda:
-        raise PrecisionError(f"Precision {precision} needs a CUDA GPU; choose auto or fp32 to "
+        if cuda:
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "bf16" if cpu and cpu_has_fast_bf16() else "fp32"
+    if precision == "fp16" and not cuda:
+        raise PrecisionError(f"Precision fp16 needs a CUDA GPU; choose auto, bf16 or fp32 to "
                              f"train on {device}.")
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+    if precision == "bf16" and not (cuda or cpu):
+        raise PrecisionError(f"Precision bf16 is not available for training on {device}; "
+                             "choose auto or fp32.")
+    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         raise PrecisionError("This GPU does not support bf16; choose fp16 or auto.")
     names = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
     choice = DeviceChoice(device, names[precision])
     return choice, None if precision == "fp32" else choice.torch_dtype
 
 
-def autocast(dtype: torch.dtype | None):
-    """Half-precision matmuls on CUDA; nothing in fp32."""
-    return nullcontext() if dtype is None else torch.autocast(device_type="cuda", dtype=dtype)
+def autocast(dtype: torch.dtype | None, device: str = "cuda"):
+    """Half-precision matmuls on ``device`` (CUDA, or a CPU in bf16); nothing in fp32."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
 def enable_gradient_checkpointing(base: torch.nn.Module) -> None:

@@ -455,7 +455,7 @@ def test_settings_the_machine_cannot_honour_are_refused_up_front(tmp_path, gpt2_
     ws = make_workspace(tmp_path / "ws", n_prompts=20)
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="needs a CUDA GPU"):
-            train_reward_model(ws, RewardConfig(**FAST, precision="bf16"),
+            train_reward_model(ws, RewardConfig(**FAST, precision="fp16"),
                                base_model=str(gpt2_dir))
     with pytest.raises(UserError, match="matches no linear layer"):
         train_reward_model(ws, RewardConfig(**FAST, target_modules="q_proj, nope"),
