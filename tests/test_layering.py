@@ -56,3 +56,17 @@ def test_importing_every_core_and_ml_module_loads_no_qt():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_store_loads_without_pandas_and_pandas_still_imports_after():
+    """sqlite_utils would import pandas (half a second, ~60 MB in every process) only to map a
+    type the store never writes; core.data.sqlite_utils_import hides it for that import."""
+    pytest.importorskip("pandas")
+    code = ("import sys\n"
+            "import desktop_app.core.data.store\n"
+            "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
+            "import pandas\n"
+            "print(pandas.DataFrame({'a': [1]}).shape)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "(1, 1)" in result.stdout, result.stdout + result.stderr
