@@ -49,6 +49,7 @@ class _Runner(QObject):
             QThread.currentThread().quit()
 
     def _run(self) -> None:
+        yield_to_the_ui_thread()
         try:
             if self._needs_stack:
                 # The first import of transformers must not race another thread's (ml.models.stack).
@@ -64,6 +65,31 @@ class _Runner(QObject):
             # A job that notices the stop token and returns (rather than raising Cancelled)
             # has a result worth showing, e.g. "cancelled at step 40, checkpoint kept".
             self.succeeded.emit(result)
+
+
+# How much lower than the UI thread a job's thread runs (Linux nice steps).
+JOB_NICENESS = 5
+
+
+def yield_to_the_ui_thread() -> None:
+    """Lower the calling job thread's CPU priority below the UI thread's. A training job's
+    torch threads kept every core busy, and the UI thread, one runnable thread among three on
+    two cores, painted a chart in 110 ms instead of 30. With the job a few nice steps lower the
+    scheduler runs the UI thread first whenever it has work; the job loses nothing while the
+    window is idle. The torch (OpenMP) threads this thread starts inherit its priority. Linux
+    sets priorities per thread (nice); elsewhere Qt's thread priority does the same."""
+    import os
+    import sys
+    import threading
+    if sys.platform.startswith("linux"):
+        tid = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid)
+                           + JOB_NICENESS)
+        except OSError:  # a sandbox may forbid it; the job still runs
+            pass
+    else:
+        QThread.currentThread().setPriority(QThread.Priority.LowPriority)
 
 
 _running: set[Job] = set()
