@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from desktop_app.core.data.sqlite_utils_import import sqlite_utils
 from desktop_app.core.data.schema import MIGRATIONS, SCHEMA_VERSION
+from desktop_app.core.data.sqlite_utils_import import sqlite_utils
 from desktop_app.core.errors import UserError, sqlite_message
 from desktop_app.core.runs import locks as run_locks
 from desktop_app.core.runs.record import Run, RunKind, RunStatus

@@ -50,7 +50,7 @@ def resolve_precision(cfg: TrainingConfig) -> tuple[DeviceChoice, torch.dtype | 
     return choice, None if precision == "fp32" else choice.torch_dtype
 
 
-def autocast(dtype: torch.dtype | None, device: str = "cuda"):
+def autocast(dtype: torch.dtype | None, device: str):
     """Half-precision matmuls on ``device`` (CUDA, or a CPU in bf16); nothing in fp32."""
     if dtype is None:
         return nullcontext()
