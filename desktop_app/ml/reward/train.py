@@ -12,7 +12,7 @@ foreground, the same way.
 
 The run folder ``runs/NNNN-reward`` holds adapter/ (a standard PEFT adapter including the score
 head, plus the tokenizer), checkpoint/ (adapter + trainer_state.pt), split.json, config.json
-and reward_stats.json (reward mean/std over a sample of the training responses, for PPO's
+and reward_stats.json (reward mean/std over a sample of the judged responses, for PPO's
 normalisation).
 
 The run's life (creating or resuming it, checkpoints, cancel, the end, failures) is the shared
@@ -216,6 +216,7 @@ class RewardTrainer(Trainer):
         self.total_steps = max(1, math.ceil(cfg.epochs * self.batches_per_epoch / cfg.grad_accum))
         self._order_epoch, self._order = -1, []
         self.window, self.last_eval = LogWindow.empty(PairStats), None
+        self.last_eval_stats: tuple[int, PairStats] | None = None  # (step, held-out sums)
         self.session_pairs, self.session_seconds = 0, 0.0
         self.rank_pairs = 0  # training pairs this rank itself computed (its shard)
         # Lineage: the PPO runs whose policies generated pairs in this data; the newest is the
@@ -329,6 +330,7 @@ class RewardTrainer(Trainer):
         if stats is None:
             return None
         self.last_eval = stats.summary()
+        self.last_eval_stats = (self.step, stats)
         values = {f"eval/{k}": v for k, v in self.last_eval.items() if v is not None}
         values["eval/pairs"] = stats.decided   # validation pairs with a winner: accuracy's n
         return values
@@ -370,10 +372,18 @@ class RewardTrainer(Trainer):
         self.tokenizer.save_pretrained(folder)
 
     def after_artifact(self, run_folder: Path) -> None:
-        """The reward statistics over the training responses, which PPO normalises with: a
-        mean and a standard deviation, which a fixed sample estimates to a few percent. Scoring
-        every training pair cost a third of an epoch, a sixth of a default run."""
-        stats = self._score_pairs(stats_sample(self.train, self.cfg.seed), check_stop=False)
+        """The reward statistics PPO normalises with: a mean and a standard deviation over the
+        judged responses, which a sample estimates to a few percent. The final evaluation has
+        just scored the held-out pairs (drawn from the same responses), so they count, and
+        training pairs make up the rest of the sample. Scoring every training pair cost a
+        third of an epoch, a sixth of a default run."""
+        stats, scored = PairStats(), 0
+        step, val_stats = self.last_eval_stats or (None, None)
+        if step == self.step:  # the final evaluation scored the held-out responses already
+            stats, scored = val_stats, len(self.val)
+        if scored < STATS_PAIRS:
+            stats = stats + self._score_pairs(
+                stats_sample(self.train, self.cfg.seed, STATS_PAIRS - scored), check_stop=False)
         if self.world.active:
             shares = self.world.gather(self.rank_pairs)
             self.emit(Log(f"Training pairs computed per rank this session: "
@@ -401,17 +411,17 @@ class RewardTrainer(Trainer):
 
 # ---- helpers ---------------------------------------------------------------------------------
 
-# Training pairs scored for reward_stats.json: 512 responses put the mean within about 0.05
-# standard deviations and the standard deviation within about 3%.
+# Pairs scored for reward_stats.json: 512 responses put the mean within about 0.05 standard
+# deviations and the standard deviation within about 3%.
 STATS_PAIRS = 256
 
 
-def stats_sample(pairs: list, seed: int) -> list:
-    """Up to ``STATS_PAIRS`` of ``pairs``, drawn from ``seed`` alone (the same on every rank
-    and on resume), in their original order."""
-    if len(pairs) <= STATS_PAIRS:
+def stats_sample(pairs: list, seed: int, n: int) -> list:
+    """Up to ``n`` of ``pairs``, drawn from ``seed`` alone (the same on every rank and on
+    resume), in their original order."""
+    if len(pairs) <= n:
         return pairs
-    chosen = sorted(random.Random(f"reward-stats:{seed}").sample(range(len(pairs)), STATS_PAIRS))
+    chosen = sorted(random.Random(f"reward-stats:{seed}").sample(range(len(pairs)), n))
     return [pairs[i] for i in chosen]
 
 

@@ -125,9 +125,12 @@ def test_run_folder_and_store_record(trained):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["base_model"] == str(trained["base"].resolve()) and config["lr"] == FAST["lr"]
     stats = json.loads((run_dir / "reward_stats.json").read_text())
-    assert math.isfinite(stats["mean"]) and stats["std"] > 0 and stats["responses"] > 0
+    assert math.isfinite(stats["mean"]) and stats["std"] > 0
 
     split = Split.load(run_dir / "split.json")
+    # The final evaluation's held-out responses, topped up with training ones to the sample.
+    pairs = len(split.train_ids) + len(split.val_ids)
+    assert stats["responses"] == 2 * min(reward_train.STATS_PAIRS, pairs)
     with Store(ws.db_path) as store:
         run = store.get_run(result.run_id)
         rows = {r["comparison_id"]: r for r in store.preference_rows()}
@@ -466,6 +469,14 @@ def test_settings_the_machine_cannot_honour_are_refused_up_front(tmp_path, gpt2_
 
 
 # ---- options and architectures -------------------------------------------------------------
+
+def test_the_reward_statistics_sample_is_fixed_by_the_seed():
+    pairs = list(range(1000))
+    a = reward_train.stats_sample(pairs, seed=3, n=256)
+    assert a == reward_train.stats_sample(pairs, seed=3, n=256) and a == sorted(a)
+    assert len(set(a)) == 256 and a != reward_train.stats_sample(pairs, seed=4, n=256)
+    assert reward_train.stats_sample(pairs[:10], seed=3, n=256) == pairs[:10]
+
 
 def test_learning_rate_schedules():
     cfg = RewardConfig(lr=1.0, warmup_ratio=0.2, scheduler="cosine")
