@@ -25,7 +25,6 @@ is exactly what the annotation sampler (``sampling.sample_batch``) draws for tha
 from __future__ import annotations
 
 import contextlib
-import inspect
 import time
 import warnings
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from desktop_app.ml.generation.sampling import (
     encode_prompt,
     encode_text,
 )
+from desktop_app.ml.models.cache_kwarg import cache_kwarg
 from desktop_app.ml.models.loader import LoadedModel, _first_line, free_memory, load_model
 from desktop_app.ml.models.lora_switch import only_adapter, tuner_layers
 from desktop_app.ml.reward.adapter import AdapterError, attach_reward
@@ -153,11 +153,7 @@ class Playground:
         """transformers 5 renamed ``past_key_values`` to ``cache``; a model that ships its own
         code may still take the old name."""
         if self._cache_kwarg is None:
-            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") \
-                else self.model
-            params = inspect.signature(base.forward).parameters
-            self._cache_kwarg = "cache" if "cache" in params or "past_key_values" not in params \
-                else "past_key_values"
+            self._cache_kwarg = cache_kwarg(self.model)
         return self._cache_kwarg
 
     @property

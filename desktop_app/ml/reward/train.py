@@ -45,13 +45,8 @@ from desktop_app.core.runs.lineage import policy_runs_in_data
 from desktop_app.core.runs.record import RunKind, RunStatus
 from desktop_app.core.runs.session import GuardRail, Resumed, write_json
 from desktop_app.ml.planning.plan import Job, pair_tokens, turn_on_checkpointing_if_needed
-from desktop_app.ml.reward.data import EncodedPair, PairEncoder, collate
-from desktop_app.ml.reward.model import (
-    build_reward_model,
-    check_base_model,
-    load_tokenizer,
-    rewards,
-)
+from desktop_app.ml.reward.data import EncodedPair, PairEncoder
+from desktop_app.ml.reward.model import build_reward_model, check_base_model, load_tokenizer
 from desktop_app.ml.reward.pairs import (
     RewardTrainingError,
     Split,
@@ -60,6 +55,7 @@ from desktop_app.ml.reward.pairs import (
     saved_split,
     split_by_prompt,
 )
+from desktop_app.ml.reward.shared_prompt import pair_rewards
 from desktop_app.ml.training.distributed import world
 from desktop_app.ml.training.files import memory_gib
 from desktop_app.ml.training.loop import Trainer, train
@@ -285,13 +281,12 @@ class RewardTrainer(Trainer):
         return {}
 
     def _losses(self, pairs: list[EncodedPair]):
-        batch = _to(collate(pairs, self.tokenizer.pad_token_id), self.device)
+        # Each pair's prompt runs once for both responses (shared_prompt); same values.
         with autocast(self.autocast_dtype, self.device):
-            r = rewards(self.model, batch)
-        rc, rr = r[:len(pairs)], r[len(pairs):]
-        losses = pair_losses(rc, rr, batch["tie"], self.cfg.margin,
-                             self.cfg.center_rewards_coefficient)
-        return losses, rc, rr, batch["tie"]
+            rc, rr, tie = pair_rewards(self.model, pairs, self.tokenizer.pad_token_id,
+                                       self.device)
+        losses = pair_losses(rc, rr, tie, self.cfg.margin, self.cfg.center_rewards_coefficient)
+        return losses, rc, rr, tie
 
     def _micro_batch(self, index: int) -> list[int]:
         """Training-pair indices of micro-batch ``index`` of the whole run. The order of each

@@ -259,17 +259,17 @@ def test_cancel_and_resume_equals_an_uninterrupted_run(tmp_path, gpt2_dir, monke
     # 1. Stop in the middle of step 4 (after its first of two micro-batches).
     stop = StopToken()
     calls = {"n": 0}
-    collate = reward_train.collate
+    pair_rewards = reward_train.pair_rewards
 
-    def counting_collate(*args, **kwargs):
+    def counting(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 7:  # steps 1-3 took six micro-batches
             stop.stop()
-        return collate(*args, **kwargs)
+        return pair_rewards(*args, **kwargs)
 
-    monkeypatch.setattr(reward_train, "collate", counting_collate)
+    monkeypatch.setattr(reward_train, "pair_rewards", counting)
     first = train_reward_model(ws, cfg, base_model=str(gpt2_dir), stop=stop)
-    monkeypatch.setattr(reward_train, "collate", collate)
+    monkeypatch.setattr(reward_train, "pair_rewards", pair_rewards)
     assert (first.status, first.step, first.artifact) == ("cancelled", 3, None)
 
     # 2. Judgments added since do not change the resumed run's data.
@@ -308,13 +308,13 @@ def test_cancel_stops_within_one_step_and_keeps_a_checkpoint(tmp_path, gpt2_dir,
     ws = make_workspace(tmp_path / "ws", n_prompts=20)
     stop = StopToken()
     forwards = {"n": 0}
-    rewards = reward_train.rewards
+    pair_rewards = reward_train.pair_rewards
 
     def counting(*args, **kwargs):
         forwards["n"] += 1
-        return rewards(*args, **kwargs)
+        return pair_rewards(*args, **kwargs)
 
-    monkeypatch.setattr(reward_train, "rewards", counting)
+    monkeypatch.setattr(reward_train, "pair_rewards", counting)
     events = []
 
     def emit(event):
@@ -414,15 +414,15 @@ def test_tie_loss_is_lowest_at_equal_rewards():
 
 def test_non_finite_loss_fails_the_run_naming_the_step(tmp_path, gpt2_dir, monkeypatch):
     ws = make_workspace(tmp_path / "ws", n_prompts=20)
-    rewards = reward_train.rewards
+    pair_rewards = reward_train.pair_rewards
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
-        r = rewards(*args, **kwargs)
-        return r * float("nan") if calls["n"] == 3 else r
+        rc, rr, tie = pair_rewards(*args, **kwargs)
+        return (rc * float("nan") if calls["n"] == 3 else rc), rr, tie
 
-    monkeypatch.setattr(reward_train, "rewards", poisoned)
+    monkeypatch.setattr(reward_train, "pair_rewards", poisoned)
     result = train_reward_model(ws, RewardConfig(**FAST), base_model=str(gpt2_dir))
     assert (result.status, result.step) == ("failed", 2)
     assert "loss became nan at step 3" in result.error.lower()
@@ -437,7 +437,7 @@ def test_out_of_memory_fails_with_advice_and_other_errors_are_raised(tmp_path, g
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(reward_train, "rewards", out_of_memory)
+    monkeypatch.setattr(reward_train, "pair_rewards", out_of_memory)
     result = train_reward_model(ws, RewardConfig(**FAST), base_model=str(gpt2_dir))
     assert result.status == "failed"
     assert "out of device memory at step 1" in result.error
@@ -447,7 +447,7 @@ def test_out_of_memory_fails_with_advice_and_other_errors_are_raised(tmp_path, g
     def broken(*args, **kwargs):
         raise ValueError("something broke\nwith a long traceback-ish tail")
 
-    monkeypatch.setattr(reward_train, "rewards", broken)
+    monkeypatch.setattr(reward_train, "pair_rewards", broken)
     with pytest.raises(ValueError):
         train_reward_model(ws, RewardConfig(**FAST), base_model=str(gpt2_dir))
     run = runs(ws)[1]
