@@ -13,7 +13,7 @@ BIN     = $(VENV)/bin
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 
-.PHONY: setup run test test-fast lock bench bench-reward bench-ppo bench-dpo bench-plan bench-playground bench-real gpu-check screenshot package clean
+.PHONY: setup run test test-fast lock bench bench-reward bench-ppo bench-dpo bench-peers bench-plan bench-playground bench-real gpu-check screenshot package clean
 
 setup: $(VENV)/.installed
 
@@ -74,6 +74,24 @@ bench-ppo: setup
 bench-dpo: setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/bench_dpo.py $(ARGS)
+
+# RLHF Desk against its peers (TRL's reward, DPO and PPO trainers; plain model.generate): one
+# table of ratios and targets (issue #17). Each peer gets its own venv in bench/.peer-venvs/,
+# made once from bench/peers/requirements-*.txt: $(TORCH) first, then held fixed while the
+# peer's pinned requirements install, so pip never brings another torch; the app's .venv is
+# not touched. About 20 minutes on a 2-core CPU; a smoke run: make bench-peers ARGS=--quick.
+PEER_VENVS = bench/.peer-venvs
+bench-peers: setup $(PEER_VENVS)/trl/.installed $(PEER_VENVS)/trl029/.installed
+	$(BIN)/python bench/peers.py $(ARGS)
+
+$(PEER_VENVS)/%/.installed: bench/peers/requirements-%.txt
+	rm -rf $(PEER_VENVS)/$*
+	$(PYTHON) -m venv $(PEER_VENVS)/$*
+	$(PEER_VENVS)/$*/bin/python -m pip install --quiet $(TORCH)
+	$(PEER_VENVS)/$*/bin/python -c "import importlib.metadata as m; \
+	  print('torch==' + m.version('torch'))" > $(PEER_VENVS)/$*/torch-pin.txt
+	$(PEER_VENVS)/$*/bin/python -m pip install --quiet -c $(PEER_VENVS)/$*/torch-pin.txt -r $<
+	touch $@
 
 # The memory planner's estimates against measured peaks (about 25 minutes on a 2-core CPU).
 bench-plan: setup

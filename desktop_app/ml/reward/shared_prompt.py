@@ -50,7 +50,8 @@ def pair_rewards(model, pairs: list[EncodedPair], pad_id: int,
         r = out.logits[:, 0].float()
         return r[:len(pairs)], r[len(pairs):], plain["tie"]
     prefix, prefix_mask, tails, tail_mask, positions, tie = (t.to(device) for t in batch)
-    cache = model(input_ids=prefix, attention_mask=prefix_mask, use_cache=True).past_key_values
+    out = model(input_ids=prefix, attention_mask=prefix_mask, use_cache=True)
+    cache = out["cache"] if "cache" in out else out["past_key_values"]  # transformers 5's name
     cache.batch_repeat_interleave(2)  # rows c_0, r_0, c_1, r_1, ... like the tails
     out = model(input_ids=tails, position_ids=positions, use_cache=True,
                 attention_mask=torch.cat([prefix_mask.repeat_interleave(2, dim=0), tail_mask],

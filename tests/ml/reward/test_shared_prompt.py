@@ -16,8 +16,7 @@ from desktop_app.ml.reward.model import build_reward_model, load_tokenizer
 from desktop_app.ml.reward.pairs import PairExample
 from desktop_app.ml.reward.shared_prompt import pair_rewards, shared_prefix
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning",
-                                        "ignore:.*past_key_values.*:FutureWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
 WORDS = "the cat sat on mat and looked at rain a dog".split()
 
 
