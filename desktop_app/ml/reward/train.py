@@ -429,7 +429,3 @@ def _batch_sums(losses: torch.Tensor, rc: torch.Tensor, rr: torch.Tensor,
     return torch.stack([losses.sum(), torch.tensor(float(len(rc)), device=rc.device),
                         decided.sum(), ((d > 0).float() * decided).sum(), (d * decided).sum(),
                         r.sum(), (r * r).sum(), torch.tensor(float(r.numel()), device=rc.device)])
-
-
-def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
