@@ -76,8 +76,9 @@ def yield_to_the_ui_thread() -> None:
     torch threads keep every core busy, and the UI thread competed with them for a core: on
     two cores the window stalled up to 124 ms while DPO ran (83-86 ms with this; the rest is
     the GIL). With the job a few nice steps lower the scheduler runs the UI thread first
-    whenever it has work; the job loses nothing while the window is idle. The torch (OpenMP) threads this thread starts inherit its priority. Linux
-    sets priorities per thread (nice); elsewhere Qt's thread priority does the same."""
+    whenever it has work; the job loses nothing while the window is idle. The torch (OpenMP)
+    threads this thread starts inherit its priority. Linux sets priorities per thread (nice);
+    elsewhere Qt's thread priority does the same."""
     import os
     import sys
     import threading
