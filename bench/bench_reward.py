@@ -65,11 +65,12 @@ def make_workspace(root: Path, n_pairs: int, seed: int = 0) -> Workspace:
     return ws
 
 
-def build_model(folder: Path, hidden: int, layers: int) -> Path:
+def build_model(folder: Path, hidden: int, layers: int, arch: str = "llama",
+                heads: int = 4) -> Path:
     from desktop_app.ml.models.tiny import build_tiny_model, train_tokenizer
     lines = [f"Describe scene {i} in a few words." for i in range(50)] + [" ".join(WORDS)] * 20
     tokenizer = train_tokenizer(lines, vocab_size=600, chat_template=True)
-    build_tiny_model("llama", tokenizer, folder, hidden=hidden, layers=layers, heads=4)
+    build_tiny_model(arch, tokenizer, folder, hidden=hidden, layers=layers, heads=heads)
     return folder
 
 

@@ -70,7 +70,7 @@ sys.path.insert(0, str(BENCH / "peers"))
 
 import torch  # noqa: E402
 from _peer import peak_rss_mb  # noqa: E402  (the peers' measure of memory, for ours too)
-from bench_reward import WORDS, make_workspace  # noqa: E402  (the same synthetic data)
+from bench_reward import build_model, make_workspace  # noqa: E402  (the same synthetic data)
 
 from desktop_app.core.config import DPOConfig, PPOConfig, RewardConfig  # noqa: E402
 from desktop_app.core.data.store import Store  # noqa: E402
@@ -101,11 +101,8 @@ def sizes(quick: bool) -> dict:
 
 def build_gpt2(folder: Path, hidden: int, layers: int, heads: int) -> Path:
     """bench_reward.build_model's tokenizer, on a gpt2-style model (the issue's reference)."""
-    from desktop_app.ml.models.tiny import build_tiny_model, train_tokenizer
     if not (folder / "config.json").exists():
-        lines = [f"Describe scene {i} in a few words." for i in range(50)] + [" ".join(WORDS)] * 20
-        tokenizer = train_tokenizer(lines, vocab_size=600, chat_template=True)
-        build_tiny_model("gpt2", tokenizer, folder, hidden=hidden, layers=layers, heads=heads)
+        build_model(folder, hidden, layers, arch="gpt2", heads=heads)
     return folder
 
 

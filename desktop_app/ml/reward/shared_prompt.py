@@ -25,6 +25,7 @@ import torch
 
 from desktop_app.ml.models.cache_kwarg import cache_kwarg
 from desktop_app.ml.reward.data import EncodedPair, collate
+from desktop_app.ml.reward.model import rewards
 
 
 def shared_prefix(chosen: list[int], rejected: list[int]) -> int:
@@ -45,9 +46,7 @@ def pair_rewards(model, pairs: list[EncodedPair], pad_id: int,
     if batch is None:
         plain = {k: v.to(device, non_blocking=True)
                  for k, v in collate(pairs, pad_id).items()}
-        out = model(input_ids=plain["input_ids"], attention_mask=plain["attention_mask"],
-                    use_cache=False)
-        r = out.logits[:, 0].float()
+        r = rewards(model, plain)
         return r[:len(pairs)], r[len(pairs):], plain["tie"]
     prefix, prefix_mask, tails, tail_mask, positions, tie = (t.to(device) for t in batch)
     out = model(input_ids=prefix, attention_mask=prefix_mask, use_cache=True)
