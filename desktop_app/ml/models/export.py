@@ -14,6 +14,7 @@ from desktop_app.core.errors import UserError
 from desktop_app.core.runs.model_card import collect_card_facts, write_model_card
 from desktop_app.core.runs.record import POLICY_KINDS, UnusableRun
 from desktop_app.ml.models.loader import _first_line
+from desktop_app.ml.models.stack import building_a_model
 
 
 class ExportError(UserError):
@@ -46,7 +47,8 @@ def export_policy(workspace, run_id: int, out_dir: str | Path, merged: bool = Fa
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True)
+        with building_a_model():
+            model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True)
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         tokenizer = AutoTokenizer.from_pretrained(adapter if (
             adapter / "tokenizer_config.json").is_file() else base, local_files_only=True)

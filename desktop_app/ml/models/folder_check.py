@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop_app.core.errors import UserError
-from desktop_app.ml.models.stack import import_stack
+from desktop_app.ml.models.stack import building_a_model, import_stack
 
 # Weights in memory are not the whole story: activations and the KV cache of a generation batch
 # come on top. 25% is a rule of thumb for paired generation at modest batch sizes and lengths;
@@ -306,7 +306,7 @@ def _count_on_meta_device(folder: Path, config, trust_remote_code: bool) -> int:
     from transformers import AutoModelForCausalLM
 
     try:
-        with torch.device("meta"):
+        with building_a_model(), torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

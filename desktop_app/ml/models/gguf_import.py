@@ -31,6 +31,7 @@ from pathlib import Path
 
 from desktop_app.core.errors import UserError, free_bytes, human_bytes
 from desktop_app.core.events import Cancelled, Emit, Progress, StopToken, ignore
+from desktop_app.ml.models.stack import building_a_model
 
 
 class GGUFImportError(UserError):
@@ -159,9 +160,10 @@ def _convert(file: Path, out: Path, summary: GGUFSummary, stage) -> str:
     # not parsed a second time (seconds for a large vocabulary).
     stage(4)
     dtype = getattr(torch, summary.dtype)
-    model = _guard(file, lambda: AutoModelForCausalLM.from_pretrained(
-        **where, config=config, dtype=dtype, quantization_config=GgufConfig(dequantize=True)),
-        summary)
+    with building_a_model():
+        model = _guard(file, lambda: AutoModelForCausalLM.from_pretrained(
+            **where, config=config, dtype=dtype, quantization_config=GgufConfig(dequantize=True)),
+            summary)
     # A plain model now: nothing of the GGUF loading may end up in the saved config.
     model.hf_quantizer = None
     vars(model.config).pop("quantization_config", None)

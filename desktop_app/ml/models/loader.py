@@ -25,6 +25,7 @@ from desktop_app.ml.models.quantize import (
     load_kwargs,
 )
 from desktop_app.ml.models.quantize import check as check_quantize
+from desktop_app.ml.models.stack import building_a_model
 
 _OOM_ADVICE = ("try a smaller dtype (float16 or bfloat16), 4-bit quantisation, another device, "
                "or a smaller model")
@@ -165,9 +166,10 @@ def _load_tokenizer(folder: Path, trust_remote_code: bool):
 def _load_weights(folder: Path, choice: DeviceChoice, trust_remote_code: bool, quantize: str):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        folder, local_files_only=True, trust_remote_code=trust_remote_code,
-        **load_kwargs(quantize, choice.device, choice.torch_dtype))
+    with building_a_model():
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, local_files_only=True, trust_remote_code=trust_remote_code,
+            **load_kwargs(quantize, choice.device, choice.torch_dtype))
     keep_plain_cpu_layout_where_packing_fails(model)
     return model
 

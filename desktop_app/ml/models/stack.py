@@ -78,3 +78,19 @@ def _import_everything() -> None:
     )
     from transformers.pytorch_utils import Conv1D  # noqa: F401
     from transformers.utils import logging as hf_logging  # noqa: F401
+
+
+# ---- building models -------------------------------------------------------------------------
+
+# transformers builds a model under torch's *process-wide* default dtype, which from_pretrained
+# and from_config set to the model's dtype and restore afterwards. Two builds on two threads
+# (a bf16 model loading for generation while the memory plan sizes a float32 config on the meta
+# device, say) interleave those sets and restores: a layer of one model was made in the other's
+# dtype, and generation failed with "expected m1 and m2 to have the same dtype" (seen on a CPU
+# where "auto" is bf16). Every build holds this lock.
+_build_lock = threading.RLock()
+
+
+def building_a_model():
+    """A context manager: held around every from_pretrained / from_config of a model."""
+    return _build_lock

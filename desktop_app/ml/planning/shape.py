@@ -62,13 +62,13 @@ def _shape(path: str, _stamp: int, trust_remote_code: bool) -> ModelShape:
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.pytorch_utils import Conv1D
 
-    from desktop_app.ml.models.stack import import_stack
+    from desktop_app.ml.models.stack import building_a_model, import_stack
 
     import_stack()
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True,
                                             trust_remote_code=trust_remote_code)
-        with torch.device("meta"):
+        with building_a_model(), torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -42,6 +42,7 @@ from desktop_app.ml.models.quantize import (
     place,
     quantization_of,
 )
+from desktop_app.ml.models.stack import building_a_model
 from desktop_app.ml.reward.adapter import (
     AdapterError,
     add_adapter,
@@ -130,7 +131,7 @@ def load_causal_base(folder: Path, device: DeviceChoice, quantize: str, tokenize
     try:
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         _zero_dropout(config)
-        with _quiet_transformers():
+        with _quiet_transformers(), building_a_model():
             base = AutoModelForCausalLM.from_pretrained(
                 folder, config=config, local_files_only=True,
                 **load_kwargs(quantize, device.device, device.torch_dtype))

@@ -31,6 +31,7 @@ from desktop_app.ml.models.quantize import (
     load_kwargs,
     place,
 )
+from desktop_app.ml.models.stack import building_a_model
 from desktop_app.ml.reward.data import EncodedPair, PairEncoder, collate, pad_rows
 from desktop_app.ml.reward.pairs import Split
 
@@ -107,7 +108,7 @@ def build_reward_model(base_model: str | Path, tokenizer, device: DeviceChoice, 
         config = AutoConfig.from_pretrained(folder, local_files_only=True, num_labels=1)
         if not train_dropout:
             _zero_dropout(config)
-        with _quiet_transformers():
+        with _quiet_transformers(), building_a_model():
             model = AutoModelForSequenceClassification.from_pretrained(
                 folder, config=config, local_files_only=True,
                 **load_kwargs(quantize, device.device, device.torch_dtype))
